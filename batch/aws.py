@@ -1,0 +1,32 @@
+"""boto3 clients. `AWS_ENDPOINT_URL` (and the per-service `AWS_ENDPOINT_URL_<SERVICE>`) are honoured
+by botocore itself, which is how the same code talks to AWS or to the embedded local stack."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+_DEFAULT_REGION = "us-east-1"
+
+
+def region() -> str:
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or _DEFAULT_REGION
+
+
+def client(service: str, *, endpoint_url: str | None = None, max_pool: int = 32) -> Any:
+    """A client with a connection pool large enough for our concurrent S3 traffic."""
+    config = Config(
+        max_pool_connections=max_pool,
+        retries={"max_attempts": 5, "mode": "standard"},
+        connect_timeout=10,
+        read_timeout=120,
+    )
+    return boto3.session.Session().client(
+        service,  # type: ignore[call-overload]
+        region_name=region(),
+        endpoint_url=endpoint_url,
+        config=config,
+    )

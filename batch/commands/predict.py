@@ -1,0 +1,69 @@
+"""`pose-batch predict IMAGE_OR_DIR ... --out DIR`: pose local files through the same engine the server
+uses, writing `<name>.json` and the annotated `<name>` JPEG for each. Bad files get `<name>.error.json`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("predict", help="pose local image files (no server, no AWS)")
+    parser.add_argument("inputs", nargs="+", type=Path, help="image files or folders")
+    parser.add_argument("--out", type=Path, default=Path("pose-output"), help="output folder")
+    parser.add_argument("--model", help="pose checkpoint or Ultralytics model name (sets POSE_MODEL)")
+    parser.set_defaults(func=run)
+
+
+def collect_images(inputs: list[Path]) -> list[Path]:
+    found: list[Path] = []
+    for item in inputs:
+        if item.is_dir():
+            found.extend(sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES))
+        else:
+            found.append(item)
+    return found
+
+
+def run(args: argparse.Namespace) -> int:
+    from batch.annotate import annotated_jpeg
+    from batch.errors import PoseError
+    from batch.inference.engine import PoseEngine
+    from batch.settings import Settings
+
+    if args.model:
+        os.environ["POSE_MODEL"] = args.model
+    engine = PoseEngine.load(Settings.from_env())
+    images = collect_images(args.inputs)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    async def pose_one(path: Path) -> bool:
+        try:
+            prediction = await engine.predict(path.read_bytes())
+        except (PoseError, OSError) as exc:
+            message = exc.message if isinstance(exc, PoseError) else str(exc)
+            code = exc.code if isinstance(exc, PoseError) else "unreadable_file"
+            error = {"error": {"code": code, "message": message}}
+            (args.out / f"{path.name}.error.json").write_text(json.dumps(error, indent=2))
+            print(f"{path}: ERROR {message}")
+            return False
+        (args.out / f"{path.name}.json").write_text(prediction.result.model_dump_json(indent=2, exclude_none=True))
+        (args.out / path.name).with_suffix(".jpg").write_bytes(annotated_jpeg(prediction.image.rgb, prediction.result))
+        print(f"{path}: {len(prediction.result.persons)} person(s)")
+        return True
+
+    async def pose_all() -> list[bool]:
+        try:
+            return await asyncio.gather(*(pose_one(p) for p in images))
+        finally:
+            await engine.close()
+
+    outcomes = asyncio.run(pose_all())
+    print(f"{sum(outcomes)} posed, {len(outcomes) - sum(outcomes)} failed; outputs in {args.out.resolve()}")
+    return 0 if all(outcomes) else 1

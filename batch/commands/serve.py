@@ -1,0 +1,24 @@
+"""`pose-batch serve`: run the inference server here, exactly as the container does."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("serve", help="run the SageMaker-compatible inference server")
+    parser.add_argument("--model", help="pose checkpoint or Ultralytics model name (sets POSE_MODEL)")
+    parser.add_argument("--port", type=int, help="port (sets SAGEMAKER_BIND_TO_PORT; default 8080)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from batch.server.__main__ import main
+
+    if args.model:
+        os.environ["POSE_MODEL"] = args.model
+    if args.port:
+        os.environ["SAGEMAKER_BIND_TO_PORT"] = str(args.port)
+    return main(["serve"])

@@ -1,0 +1,85 @@
+"""Per-request options from SageMaker's `X-Amzn-SageMaker-Custom-Attributes` header.
+
+Format: `key=value` pairs separated by `;`, e.g. `conf=0.001;max_det=300`. Unknown keys and bad
+values are a 400 naming the problem, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from urllib.parse import unquote
+
+from batch.errors import InvalidAttributes
+from batch.s3_uri import S3Uri
+from batch.settings import Settings
+
+MAX_LENGTH = 1024  # SageMaker's limit on CustomAttributes
+
+
+@dataclass(frozen=True)
+class InferenceOptions:
+    conf: float
+    iou: float
+    max_det: int
+    imgsz: int
+    annotated_output: S3Uri | None = None
+
+    @classmethod
+    def defaults(cls, settings: Settings) -> InferenceOptions:
+        return cls(conf=settings.conf, iou=settings.iou, max_det=settings.max_det, imgsz=settings.imgsz)
+
+
+def _unit_float(name: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise InvalidAttributes(f"custom attribute {name}={text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise InvalidAttributes(f"custom attribute {name}={text!r} must be between 0 and 1")
+    return value
+
+
+def _int_in(name: str, text: str, low: int, high: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise InvalidAttributes(f"custom attribute {name}={text!r} is not an integer") from None
+    if not low <= value <= high:
+        raise InvalidAttributes(f"custom attribute {name}={text!r} must be between {low} and {high}")
+    return value
+
+
+def _imgsz(text: str) -> int:
+    value = _int_in("imgsz", text, 32, 4096)
+    if value % 32:
+        raise InvalidAttributes(f"custom attribute imgsz={text!r} must be a multiple of 32")
+    return value
+
+
+def parse_custom_attributes(header: str | None, defaults: InferenceOptions) -> InferenceOptions:
+    if not header or not header.strip():
+        return defaults
+    if len(header) > MAX_LENGTH:
+        raise InvalidAttributes(f"custom attributes are {len(header)} characters; the limit is {MAX_LENGTH}")
+    options = defaults
+    for pair in header.split(";"):
+        if not pair.strip():
+            continue
+        key, sep, value = pair.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key:
+            raise InvalidAttributes(f"custom attribute {pair.strip()!r} is not of the form key=value")
+        if key == "conf":
+            options = replace(options, conf=_unit_float(key, value))
+        elif key == "iou":
+            options = replace(options, iou=_unit_float(key, value))
+        elif key == "max_det":
+            options = replace(options, max_det=_int_in(key, value, 1, 3000))
+        elif key == "imgsz":
+            options = replace(options, imgsz=_imgsz(value))
+        elif key == "annotated_output":
+            options = replace(options, annotated_output=S3Uri.parse(unquote(value)))
+        else:
+            known = "conf, iou, max_det, imgsz, annotated_output"
+            raise InvalidAttributes(f"unknown custom attribute {key!r}; known: {known}")
+    return options

@@ -1,0 +1,82 @@
+"""One error base class: an HTTP status, a stable machine-readable code and a public message.
+
+The internal detail (exception chain, stack trace) is logged by whoever catches it and never
+returned to the caller.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class PoseError(Exception):
+    status: ClassVar[int] = 400
+    code: ClassVar[str] = "bad_request"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_dict(self) -> dict[str, dict[str, str]]:
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+class EmptyBody(PoseError):
+    code = "empty_body"
+
+
+class InvalidImage(PoseError):
+    code = "invalid_image"
+
+
+class ImageTooLarge(PoseError):
+    status = 413
+    code = "image_too_large"
+
+
+class PayloadTooLarge(PoseError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(PoseError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class NotAcceptable(PoseError):
+    status = 406
+    code = "not_acceptable"
+
+
+class InvalidAttributes(PoseError):
+    code = "invalid_custom_attributes"
+
+
+class InvalidManifest(PoseError):
+    code = "invalid_manifest_line"
+
+
+class InvalidS3Uri(PoseError):
+    code = "invalid_s3_uri"
+
+
+class BucketNotAllowed(PoseError):
+    status = 403
+    code = "bucket_not_allowed"
+
+
+class S3ObjectError(PoseError):
+    """Reading or writing an S3 object failed (missing object, access denied, network)."""
+
+    status = 424
+    code = "s3_error"
+
+
+class ModelNotReady(PoseError):
+    status = 503
+    code = "model_not_ready"
+
+
+class ModelLoadError(Exception):
+    """The model could not be loaded at start-up: fatal, with a message naming what was tried."""

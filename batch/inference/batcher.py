@@ -1,0 +1,99 @@
+"""Dynamic batching: concurrent callers' items are gathered into one model batch.
+
+A batch closes when it holds `max_batch_size` items or `max_wait_s` has passed since its first item
+arrived; items already queued when the previous batch finishes go straight into the next one, so
+under load the model never waits. Batches run one at a time on a dedicated thread, so the event loop
+(and with it decoding, encoding and S3 I/O for other requests) keeps going during a forward pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Generic, TypeVar
+
+log = logging.getLogger(__name__)
+
+Item = TypeVar("Item")
+Out = TypeVar("Out")
+
+
+class DynamicBatcher(Generic[Item, Out]):
+    def __init__(
+        self,
+        run_batch: Callable[[Sequence[Item]], Sequence[Out]],
+        *,
+        max_batch_size: int,
+        max_wait_s: float,
+        name: str = "model",
+    ) -> None:
+        self._run_batch = run_batch
+        self._max_batch_size = max_batch_size
+        self._max_wait_s = max_wait_s
+        self._queue: asyncio.Queue[tuple[Item, asyncio.Future[Out]]] | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-batches")
+        self.batch_sizes: list[int] = []  # observed, for the benchmark and tests
+
+    async def submit(self, item: Item) -> Out:
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+            self._worker = asyncio.get_running_loop().create_task(self._work())
+        future: asyncio.Future[Out] = asyncio.get_running_loop().create_future()
+        await self._queue.put((item, future))
+        return await future
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+        self._executor.shutdown(wait=True)
+
+    async def _work(self) -> None:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            pending = [await self._queue.get()]
+            deadline = loop.time() + self._max_wait_s
+            while len(pending) < self._max_batch_size:
+                if not self._queue.empty():
+                    pending.append(self._queue.get_nowait())
+                    continue
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    pending.append(await asyncio.wait_for(self._queue.get(), remaining))
+                except asyncio.TimeoutError:
+                    break
+            live = [(item, future) for item, future in pending if not future.cancelled()]
+            if live:
+                await self._run(loop, live)
+
+    async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[tuple[Item, asyncio.Future[Out]]]) -> None:
+        items = [item for item, _ in batch]
+        self.batch_sizes.append(len(items))
+        try:
+            outputs = await loop.run_in_executor(self._executor, self._run_batch, items)
+        except Exception as exc:
+            if len(batch) > 1:
+                # One item (or the batch's size, e.g. out of GPU memory) broke it: retry singly so the
+                # others still get their results.
+                log.warning("batch of %d failed (%s); retrying its items one by one", len(batch), exc)
+                for pair in batch:
+                    await self._run(loop, [pair])
+                return
+            _settle(batch[0][1], exc)
+            return
+        for (_, future), output in zip(batch, outputs, strict=True):
+            if not future.done():
+                future.set_result(output)
+
+
+def _settle(future: asyncio.Future[Out], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)

@@ -1,0 +1,132 @@
+"""Starting the real serving container locally, as SageMaker would: the model artifact unpacked into
+a model directory, SageMaker's environment set, `serve` as the argument, `/ping` polled until ready.
+
+There is no Docker engine on these machines, so "the container" is `container/serve` run as a
+process with the same environment the image would get.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from batch.local.ports import free_port, wait_http_ok
+from batch.s3_uri import S3Uri
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SERVE_SCRIPT = REPO_ROOT / "container" / "serve"
+
+
+def serve_command() -> list[str]:
+    """`container/serve serve` from a checkout; the module itself when installed elsewhere."""
+    if SERVE_SCRIPT.exists():
+        return [str(SERVE_SCRIPT), "serve"]
+    return [sys.executable, "-m", "batch.server", "serve"]
+
+
+def unpack_model(s3: Any, model_data_url: str, into: Path) -> Path:
+    """Download `model.tar.gz` and unpack it, refusing members that would escape `into`."""
+    uri = S3Uri.parse(model_data_url)
+    into.mkdir(parents=True, exist_ok=True)
+    archive = into.parent / (into.name + ".tar.gz")
+    s3.download_file(uri.bucket, uri.key, str(archive))
+    with tarfile.open(archive, "r:gz") as tar:
+        tar.extractall(into, filter="data")
+    archive.unlink()
+    return into
+
+
+class ServingContainer:
+    """One running instance of the serving container."""
+
+    def __init__(
+        self,
+        *,
+        model_dir: Path,
+        environment: dict[str, str],
+        aws_environment: dict[str, str],
+        log_path: Path | None = None,
+    ) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.model_dir = model_dir
+        self._env = {
+            **os.environ,
+            **aws_environment,
+            **environment,
+            "SM_MODEL_DIR": str(model_dir),
+            "SAGEMAKER_BIND_TO_PORT": str(self.port),
+            "POSE_BIND_HOST": "127.0.0.1",
+            # The interpreter that runs us also runs `container/serve` (its `python3`).
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+        self._log_path = log_path or Path(tempfile.mkstemp(prefix="posebatch-container-", suffix=".log")[1])
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self._log_path
+
+    def start(self, *, startup_timeout_s: float = 240.0) -> ServingContainer:
+        with self._log_path.open("ab") as log_file:
+            self._process = subprocess.Popen(serve_command(), env=self._env, stdout=log_file, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + startup_timeout_s
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(
+                    f"container exited with code {self._process.returncode} during start-up; "
+                    f"log: {self._log_path}: {self.log_tail()}"
+                )
+            try:
+                wait_http_ok(f"{self.url}/ping", timeout_s=min(2.0, deadline - time.monotonic()))
+                return self
+            except TimeoutError:
+                continue
+        self.stop()
+        raise TimeoutError(f"container did not pass /ping within {startup_timeout_s:.0f}s; log: {self._log_path}")
+
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: what a crashed or OOM-killed container looks like (tests use it)."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGKILL)
+            self._process.wait()
+
+    def stop(self, grace_s: float = 30.0) -> None:
+        """SIGTERM, then SIGKILL after the grace period, as `docker stop` does."""
+        if self._process is None:
+            return
+        if self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = None
+
+    def get_json(self, path: str, timeout_s: float = 5.0) -> tuple[int, Any]:
+        import json
+
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=timeout_s) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            return exc.code, None
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self._log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""

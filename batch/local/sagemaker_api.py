@@ -1,0 +1,148 @@
+"""The local stand-in for the SageMaker control plane and runtime, spoken over HTTP.
+
+It speaks SageMaker's own wire protocols (AWS JSON 1.1 with `X-Amz-Target: SageMaker.<Operation>`
+for the control plane, REST-JSON under `/endpoints/...` for the runtime), so an ordinary boto3
+`sagemaker` or `sagemaker-runtime` client pointed at it with `endpoint_url` (or
+`AWS_ENDPOINT_URL_SAGEMAKER`) works unchanged: the launcher and the async client run the same code
+locally and on AWS.
+
+Operations are plain functions registered by feature modules (`transform_jobs`, `async_endpoints`);
+this module holds only the dispatch, the shared model registry and the error shape.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+log = logging.getLogger(__name__)
+
+Operation = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class SageMakerApiError(Exception):
+    """Answered as AWS does: HTTP 400 and `{"__type": code, "message": ...}`."""
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+def validation_error(message: str) -> SageMakerApiError:
+    return SageMakerApiError("ValidationException", message)
+
+
+def not_found(message: str) -> SageMakerApiError:
+    # SageMaker answers Describe* of an unknown name with a ValidationException "Could not find ...".
+    return SageMakerApiError("ValidationException", message)
+
+
+def arn(region: str, kind: str, name: str) -> str:
+    return f"arn:aws:sagemaker:{region}:000000000000:{kind}/{name.lower()}"
+
+
+@dataclass
+class LocalSageMaker:
+    """Shared state of the stand-in. Feature modules keep their own state next to it."""
+
+    region: str = "us-east-1"
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    operations: dict[str, Operation] = field(default_factory=dict)
+    app: FastAPI = field(default_factory=lambda: FastAPI(title="PoseBatch local SageMaker stand-in"))
+    shutdown_hooks: list[Callable[[], None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.register("CreateModel", self._create_model)
+        self.register("DescribeModel", self._describe_model)
+        self.register("DeleteModel", self._delete_model)
+        self.register("ListModels", self._list_models)
+        self.app.add_api_route("/", self._dispatch, methods=["POST"])
+
+    def register(self, name: str, operation: Operation) -> None:
+        self.operations[name] = operation
+
+    def shutdown(self) -> None:
+        for hook in reversed(self.shutdown_hooks):
+            try:
+                hook()
+            except Exception:
+                log.exception("shutdown hook failed")
+
+    def model(self, name: str) -> dict[str, Any]:
+        with self.lock:
+            found = self.models.get(name)
+        if found is None:
+            raise not_found(f'Could not find model "{name}".')
+        return found
+
+    async def _dispatch(self, request: Request) -> JSONResponse:
+        target = request.headers.get("x-amz-target", "")
+        name = target.rpartition(".")[2]
+        operation = self.operations.get(name)
+        if operation is None:
+            return _error(SageMakerApiError("UnknownOperationException", f"{target!r} is not supported"))
+        try:
+            body = await request.json() if await request.body() else {}
+            result = await anyio.to_thread.run_sync(operation, body)
+        except SageMakerApiError as exc:
+            return _error(exc)
+        except Exception:
+            log.exception("operation %s failed", name)
+            return _error(SageMakerApiError("InternalFailure", f"{name} failed", 500))
+        return JSONResponse(result, media_type="application/x-amz-json-1.1")
+
+    # --- models: shared by transform jobs and endpoints ---------------------------------------
+    def _create_model(self, request: dict[str, Any]) -> dict[str, Any]:
+        name = request.get("ModelName")
+        container = request.get("PrimaryContainer") or (request.get("Containers") or [None])[0]
+        if not name or not container or not container.get("Image"):
+            raise validation_error("ModelName and PrimaryContainer.Image are required")
+        with self.lock:
+            if name in self.models:
+                raise validation_error(f'Cannot create already existing model "{name}".')
+            model_arn = arn(self.region, "model", name)
+            self.models[name] = {
+                "ModelName": name,
+                "PrimaryContainer": container,
+                "ExecutionRoleArn": request.get("ExecutionRoleArn", ""),
+                "CreationTime": time.time(),
+                "ModelArn": model_arn,
+            }
+        return {"ModelArn": model_arn}
+
+    def _describe_model(self, request: dict[str, Any]) -> dict[str, Any]:
+        return dict(self.model(str(request.get("ModelName"))))
+
+    def _delete_model(self, request: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            if self.models.pop(str(request.get("ModelName")), None) is None:
+                raise not_found(f'Could not find model "{request.get("ModelName")}".')
+        return {}
+
+    def _list_models(self, request: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            models = [
+                {"ModelName": m["ModelName"], "ModelArn": m["ModelArn"], "CreationTime": m["CreationTime"]}
+                for m in self.models.values()
+            ]
+        return {"Models": models}
+
+
+def _error(exc: SageMakerApiError) -> JSONResponse:
+    return JSONResponse(
+        {"__type": exc.code, "message": exc.message},
+        status_code=exc.status,
+        headers={"x-amzn-ErrorType": exc.code},
+        media_type="application/x-amz-json-1.1",
+    )

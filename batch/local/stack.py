@@ -1,0 +1,148 @@
+"""The embedded local stack, wired in one place: moto (S3, SNS, SQS, EventBridge) in server mode on
+loopback, the SageMaker stand-in on its own loopback port, and the Lambda stand-ins (SQS pollers).
+
+Every client, in this process or another, reaches it through the standard endpoint variables
+(`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_SAGEMAKER`, `AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME`), so product
+code never knows whether it talks to AWS or to this stack. `pose-batch local up` writes those into
+a state file that `--local` commands read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import uvicorn
+
+from batch import aws
+from batch.local.moto_server import MotoServer
+from batch.local.ports import free_port, wait_http_ok
+from batch.local.sagemaker_api import LocalSageMaker
+from batch.local.sqs_poller import LambdaHandler, SqsLambdaPoller
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BUCKET = "posebatch-local"
+DEFAULT_HOME = Path(".posebatch")
+STATE_FILE_NAME = "local-stack.json"
+_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
+
+
+class LocalStack:
+    def __init__(self, home: Path = DEFAULT_HOME, *, bucket: str = DEFAULT_BUCKET) -> None:
+        self.home = home.resolve()
+        self.bucket = bucket
+        self.region = _CREDENTIALS["AWS_REGION"]
+        self.moto = MotoServer()
+        self.sagemaker = LocalSageMaker(region=self.region)
+        self.sagemaker_port = free_port()
+        self.sagemaker_url = f"http://127.0.0.1:{self.sagemaker_port}"
+        self.pollers: list[SqsLambdaPoller] = []
+        self._uvicorn: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._saved_env: dict[str, str | None] = {}
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """What a process needs to talk to this stack instead of AWS."""
+        return {
+            **_CREDENTIALS,
+            "AWS_ENDPOINT_URL": self.moto.url,
+            "AWS_ENDPOINT_URL_SAGEMAKER": self.sagemaker_url,
+            "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": self.sagemaker_url,
+        }
+
+    @property
+    def state_file(self) -> Path:
+        return self.home / STATE_FILE_NAME
+
+    def client(self, service: str) -> Any:
+        url = self.sagemaker_url if service.startswith("sagemaker") else self.moto.url
+        return aws.client(service, endpoint_url=url)
+
+    def start(self) -> LocalStack:
+        # Feature modules import the stack; import them here to keep the dependency one-way.
+        from batch.local import async_endpoints, transform_jobs
+
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.moto.start()
+        self._activate_environment()
+        self._start_sagemaker_api()
+        self.client("s3").create_bucket(Bucket=self.bucket)
+        transform_jobs.install(self)
+        async_endpoints.install(self)
+        self.state_file.write_text(
+            json.dumps({"environment": self.environment, "bucket": self.bucket, "pid": os.getpid()}, indent=2)
+        )
+        return self
+
+    def add_sqs_lambda(self, queue_name: str, handler: LambdaHandler, *, batch_size: int = 10) -> str:
+        """Create a queue and poll it into `handler` (Lambda's SQS event source); returns its ARN."""
+        sqs = self.client("sqs")
+        queue_url = sqs.create_queue(QueueName=queue_name, Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        poller = SqsLambdaPoller(sqs, queue_url, queue_arn, handler, batch_size=batch_size, name=queue_name)
+        self.pollers.append(poller.start())
+        return str(queue_arn)
+
+    def stop(self) -> None:
+        for poller in self.pollers:
+            poller.stop()
+        self.sagemaker.shutdown()
+        if self._uvicorn is not None:
+            self._uvicorn.should_exit = True
+        if self._thread is not None:
+            self._thread.join(10)
+        self.moto.stop()
+        self._restore_environment()
+        self.state_file.unlink(missing_ok=True)
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def _start_sagemaker_api(self) -> None:
+        config = uvicorn.Config(
+            self.sagemaker.app, host="127.0.0.1", port=self.sagemaker_port, log_level="warning", lifespan="off"
+        )
+        self._uvicorn = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._uvicorn.run, name="local-sagemaker", daemon=True)
+        self._thread.start()
+        wait_http_ok(f"{self.sagemaker_url}/docs", timeout_s=30)
+
+    def _activate_environment(self) -> None:
+        for key, value in self.environment.items():
+            self._saved_env[key] = os.environ.get(key)
+            os.environ[key] = value
+
+    def _restore_environment(self) -> None:
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_env.clear()
+
+
+def activate_from_state_file(home: Path = DEFAULT_HOME) -> dict[str, Any]:
+    """For `--local` commands in another process: point this process at a running `local up`."""
+    path = home.resolve() / STATE_FILE_NAME
+    if not path.exists():
+        raise SystemExit(f"no local stack is running (no {path}); start one with `pose-batch local up`")
+    state: dict[str, Any] = json.loads(path.read_text())
+    os.environ.update(state["environment"])
+    return state

@@ -1,0 +1,90 @@
+"""The records PoseBatch returns and stores. Their JSON Schema is published in `schemas/`
+(regenerate with `pose-batch schema --write`; a test keeps the published copy current)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Keypoint = tuple[float, float, float]
+
+
+class Person(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    score: float = Field(description="Detection confidence of the person box, 0-1.")
+    box: tuple[float, float, float, float] = Field(
+        description="[x1, y1, x2, y2] in original image pixels (after EXIF orientation)."
+    )
+    keypoints: list[Keypoint] = Field(
+        description="One [x, y, confidence] per keypoint, in the model's keypoint order, original pixels."
+    )
+
+
+class ImageSize(BaseModel):
+    width: int
+    height: int
+
+
+class Thresholds(BaseModel):
+    conf: float
+    iou: float
+    max_det: int
+    imgsz: int
+
+
+class PoseResult(BaseModel):
+    """The result for one image. No person detected is a normal result with `persons: []`."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "yolo11n-pose.pt",
+                    "image": {"width": 810, "height": 1080},
+                    "keypoint_names": ["nose", "left_eye", "..."],
+                    "skeleton": [[15, 13], [13, 11]],
+                    "persons": [
+                        {"score": 0.91, "box": [48.1, 398.2, 245.3, 902.6], "keypoints": [[141.2, 446.0, 0.97]]}
+                    ],
+                    "thresholds": {"conf": 0.25, "iou": 0.7, "max_det": 300, "imgsz": 640},
+                }
+            ]
+        }
+    )
+
+    model: str = Field(description="The checkpoint that produced this result.")
+    image: ImageSize
+    keypoint_names: list[str]
+    skeleton: list[tuple[int, int]] = Field(description="Pairs of keypoint indices to connect.")
+    persons: list[Person]
+    thresholds: Thresholds
+    annotated_jpeg_base64: str | None = Field(
+        None,
+        description="The annotated JPEG, base64; only when the container runs with POSE_EMBED_ANNOTATED=true "
+        "(Batch Transform images mode, where the job's finaliser moves it to its mirrored key).",
+    )
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable machine-readable code, e.g. invalid_image, payload_too_large.")
+    message: str = Field(description="What was wrong, for a person.")
+
+
+class ErrorRecord(BaseModel):
+    """What a bad input gets instead of a result: an HTTP error body, or a 200 record under Batch Transform."""
+
+    error: ErrorDetail
+
+
+class ManifestLineResult(BaseModel):
+    """One response line of a manifest request: the input line's image and its result or error."""
+
+    image: str = Field(description="The S3 URI the line named.")
+    status: Literal["ok", "error"]
+    result: PoseResult | None = None
+    error: ErrorDetail | None = None
+    outputs: dict[str, str] = Field(
+        default_factory=dict, description="Where the container wrote outputs: keypoints, annotated."
+    )

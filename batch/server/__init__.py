@@ -1,0 +1,1 @@
+"""The SageMaker serving container's HTTP server."""

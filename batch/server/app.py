@@ -1,0 +1,146 @@
+"""The HTTP interface of the container: SageMaker's contract (`/ping`, `/invocations`,
+`/execution-parameters`) over the invocation handler. Wiring: settings -> engine -> handler -> app.
+
+The model loads on a background thread after the socket is bound, so `/ping` answers at once
+(503 while loading, 200 once ready) and SageMaker's 250 ms connect deadline always holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+from batch import content_types
+from batch.custom_attributes import InferenceOptions, parse_custom_attributes
+from batch.errors import ModelNotReady, PayloadTooLarge, PoseError
+from batch.inference.engine import PoseEngine
+from batch.s3_store import S3Store
+from batch.schema import ErrorRecord
+from batch.settings import Settings
+from batch.transform_handler import InvocationHandler
+
+log = logging.getLogger(__name__)
+
+CUSTOM_ATTRIBUTES = "x-amzn-sagemaker-custom-attributes"
+EngineLoader = Callable[[Settings], PoseEngine]
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: S3Store
+    handler: InvocationHandler | None = None
+    load_error: str | None = None
+    on_load_failure: Callable[[], None] = field(default=lambda: None)
+
+
+def create_app(settings: Settings, load_engine: EngineLoader = PoseEngine.load) -> FastAPI:
+    runtime = Runtime(settings=settings, store=S3Store(settings))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loading = asyncio.create_task(_load(runtime, load_engine))
+        yield
+        loading.cancel()
+        if runtime.handler is not None:
+            await runtime.handler.engine.close()
+        runtime.store.close()
+
+    app = FastAPI(
+        title="PoseBatch inference container",
+        description="SageMaker inference contract for Ultralytics YOLO pose models.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+
+    @app.get("/ping", summary="Health check: 200 once the model is loaded")
+    async def ping() -> Response:
+        if runtime.handler is not None:
+            return JSONResponse({"status": "ready", "model": runtime.handler.engine.info.name})
+        if runtime.load_error is not None:
+            return JSONResponse({"status": "failed", "error": runtime.load_error}, status_code=500)
+        return JSONResponse({"status": "loading"}, status_code=503)
+
+    @app.get("/execution-parameters", summary="Batch Transform tuning advertised to SageMaker")
+    async def execution_parameters() -> dict[str, object]:
+        concurrency = settings.advertised_concurrency
+        # SageMaker requires MaxConcurrentTransforms x MaxPayloadInMB <= 100.
+        payload_mb = max(1, min(6, 100 // concurrency))
+        return {"MaxConcurrentTransforms": concurrency, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": payload_mb}
+
+    @app.post(
+        "/invocations",
+        summary="Pose an image (image/* body) or a manifest of S3 images (application/jsonlines body)",
+        responses={400: {"model": ErrorRecord}, 413: {"model": ErrorRecord}, 415: {"model": ErrorRecord}},
+    )
+    async def invocations(request: Request) -> Response:
+        try:
+            return await _invoke(runtime, request)
+        except PoseError as exc:
+            return _error_response(runtime, exc)
+        except Exception:
+            log.exception("invocation failed")
+            body = {"error": {"code": "internal_error", "message": "internal error; see the container log"}}
+            return JSONResponse(body, status_code=500)
+
+    return app
+
+
+async def _invoke(runtime: Runtime, request: Request) -> Response:
+    settings = runtime.settings
+    if runtime.handler is None:
+        raise ModelNotReady("the model is still loading; retry shortly")
+    request_type = content_types.check_request_type(request.headers.get("content-type"))
+    accept = content_types.negotiate_accept(request.headers.get("accept"))
+    options = parse_custom_attributes(request.headers.get(CUSTOM_ATTRIBUTES), InferenceOptions.defaults(settings))
+    body = await _read_body(request, settings.max_payload_bytes)
+    if content_types.is_json_lines(request_type):
+        reply = await runtime.handler.handle_manifest(body, options)
+    else:
+        reply = await runtime.handler.handle_image(body, options, accept)
+    return Response(reply.body, media_type=reply.content_type)
+
+
+async def _read_body(request: Request, limit: int | None) -> bytes:
+    """The body, refused as soon as it is known to exceed `limit` (before reading it all, if possible)."""
+    declared = request.headers.get("content-length")
+    if limit is not None and declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body is {int(declared):,} bytes; the limit is {limit:,}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if limit is not None and size > limit:
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit:,} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _error_response(runtime: Runtime, exc: PoseError) -> Response:
+    settings = runtime.settings
+    # Under Batch Transform a bad input answers 200 + error record: SageMaker would otherwise retry it
+    # and fail the whole job over one file. "Not ready" stays a 503 so that SageMaker retries it.
+    as_record = settings.sagemaker_batch and settings.batch_error_records and not isinstance(exc, ModelNotReady)
+    status = 200 if as_record else exc.status
+    if not as_record:
+        log.info("invocation refused (%d %s): %s", exc.status, exc.code, exc.message)
+    return JSONResponse(exc.to_dict(), status_code=status)
+
+
+async def _load(runtime: Runtime, load_engine: EngineLoader) -> None:
+    settings = runtime.settings
+    try:
+        engine = await asyncio.to_thread(load_engine, settings)
+    except Exception as exc:
+        runtime.load_error = str(exc)
+        log.error("model load failed: %s", exc, exc_info=not isinstance(exc, ModuleNotFoundError))
+        runtime.on_load_failure()
+        return
+    runtime.handler = InvocationHandler(settings, engine, runtime.store)

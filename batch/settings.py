@@ -1,0 +1,170 @@
+"""Every setting of the serving process, in one typed object built once at start-up.
+
+All environment-variable names live here. SageMaker's own variables keep their names
+(`SAGEMAKER_*`, `SM_MODEL_DIR`); the project's own start with `POSE_`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Backend = Literal["auto", "torch", "onnxruntime"]
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def parse_bool(value: object) -> bool:
+    """SageMaker spells booleans `true` (developer guide) or `True` (SDK local mode): accept both."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"expected a boolean (true/false), got {value!r}")
+
+
+def normalise_batch_strategy(value: str) -> Literal["SingleRecord", "MultiRecord"]:
+    """`MULTI_RECORD`, `MultiRecord` and `multi-record` all name the same strategy."""
+    key = value.replace("_", "").replace("-", "").strip().lower()
+    if key == "multirecord":
+        return "MultiRecord"
+    if key == "singlerecord":
+        return "SingleRecord"
+    raise ValueError(f"unknown batch strategy {value!r}: expected SingleRecord or MultiRecord")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    # --- model -----------------------------------------------------------------------------
+    pose_model: str | None = Field(
+        None,
+        validation_alias="POSE_MODEL",
+        description="Path to an Ultralytics pose checkpoint, or a model name Ultralytics downloads.",
+    )
+    model_dir: Path = Field(
+        Path("/opt/ml/model"),
+        validation_alias=AliasChoices("SM_MODEL_DIR", "POSE_MODEL_DIR"),
+        description="Where SageMaker unpacks model.tar.gz; searched when POSE_MODEL is unset.",
+    )
+    backend: Backend = Field("auto", validation_alias="POSE_BACKEND")
+    device: str = Field("auto", validation_alias="POSE_DEVICE", description="auto, cpu, cuda or cuda:N")
+    half: bool | None = Field(
+        None, validation_alias="POSE_HALF", description="FP16 on CUDA; default: on for CUDA, off on CPU"
+    )
+    onnx_cache_dir: Path = Field(Path.home() / ".cache" / "posebatch" / "onnx", validation_alias="POSE_ONNX_CACHE_DIR")
+    cpu_threads: int = Field(0, ge=0, validation_alias="POSE_CPU_THREADS", description="0 = all cores")
+
+    # --- default thresholds (overridable per request through custom attributes) ---------------
+    conf: float = Field(0.25, ge=0.0, le=1.0, validation_alias="POSE_CONF")
+    iou: float = Field(0.7, ge=0.0, le=1.0, validation_alias="POSE_IOU")
+    max_det: int = Field(300, ge=1, le=3000, validation_alias="POSE_MAX_DET")
+    imgsz: int = Field(640, ge=32, le=4096, validation_alias="POSE_IMGSZ")
+
+    # --- input limits ------------------------------------------------------------------------
+    max_image_pixels: int = Field(
+        80_000_000,
+        ge=1,
+        validation_alias="POSE_MAX_IMAGE_PIXELS",
+        description="Decoded images larger than this are refused (decompression bombs).",
+    )
+    max_payload_mb: float = Field(
+        100.0,
+        ge=0,
+        validation_alias="SAGEMAKER_MAX_PAYLOAD_IN_MB",
+        description="Largest request body; 0 means no limit (SageMaker's chunked streaming).",
+    )
+
+    # --- HTTP server ---------------------------------------------------------------------------
+    host: str = Field("0.0.0.0", validation_alias="POSE_BIND_HOST")
+    port: int = Field(8080, ge=1, le=65535, validation_alias="SAGEMAKER_BIND_TO_PORT")
+
+    # --- Batch Transform -------------------------------------------------------------------------
+    sagemaker_batch: bool = Field(False, validation_alias="SAGEMAKER_BATCH")
+    batch_error_records: bool = Field(
+        True,
+        validation_alias="POSE_BATCH_ERROR_RECORDS",
+        description="Under Batch Transform, answer a bad image with 200 + error record instead of 4xx.",
+    )
+    batch_strategy: Literal["SingleRecord", "MultiRecord"] | None = Field(
+        None, validation_alias="SAGEMAKER_BATCH_STRATEGY"
+    )
+    max_concurrent_transforms: int | None = Field(None, ge=1, validation_alias="SAGEMAKER_MAX_CONCURRENT_TRANSFORMS")
+    embed_annotated: bool = Field(
+        False,
+        validation_alias="POSE_EMBED_ANNOTATED",
+        description="Add the annotated JPEG (base64) to JSON results; set by the images-mode launcher.",
+    )
+    allowed_buckets: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        validation_alias="POSE_ALLOWED_BUCKETS",
+        description="Buckets the container may read (manifest mode) and write (annotated outputs).",
+    )
+    s3_concurrency: int = Field(16, ge=1, le=256, validation_alias="POSE_S3_CONCURRENCY")
+
+    # --- dynamic batching ------------------------------------------------------------------------
+    max_batch_size: int = Field(16, ge=1, le=512, validation_alias="POSE_MAX_BATCH_SIZE")
+    max_batch_wait_ms: float = Field(4.0, ge=0, le=1000, validation_alias="POSE_MAX_BATCH_WAIT_MS")
+
+    annotated_jpeg_quality: int = Field(90, ge=10, le=100, validation_alias="POSE_JPEG_QUALITY")
+
+    @field_validator("sagemaker_batch", "batch_error_records", "embed_annotated", mode="before")
+    @classmethod
+    def _bool(cls, value: object) -> bool:
+        return parse_bool(value)
+
+    @field_validator("half", mode="before")
+    @classmethod
+    def _optional_bool(cls, value: object) -> bool | None:
+        if value is None or (isinstance(value, str) and value.strip().lower() in {"", "auto"}):
+            return None
+        return parse_bool(value)
+
+    @field_validator("batch_strategy", mode="before")
+    @classmethod
+    def _strategy(cls, value: object) -> str | None:
+        if value is None or value == "":
+            return None
+        return normalise_batch_strategy(str(value))
+
+    @field_validator("allowed_buckets", mode="before")
+    @classmethod
+    def _buckets(cls, value: object) -> tuple[str, ...]:
+        if isinstance(value, str):
+            return tuple(b.strip() for b in value.split(",") if b.strip())
+        if isinstance(value, list | tuple):
+            return tuple(str(b) for b in value)
+        raise ValueError("expected a comma-separated list of bucket names")
+
+    @property
+    def max_payload_bytes(self) -> int | None:
+        return None if self.max_payload_mb == 0 else int(self.max_payload_mb * 1024 * 1024)
+
+    @property
+    def advertised_concurrency(self) -> int:
+        """Enough requests in flight to fill one model batch while the previous one runs."""
+        return self.max_concurrent_transforms or 2 * self.max_batch_size
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build from a mapping (tests inject one); the process environment by default."""
+        source = dict(os.environ if environ is None else environ)
+        known = {alias for field in cls.model_fields.values() for alias in _aliases(field.validation_alias)}
+        return cls.model_validate({k: v for k, v in source.items() if k in known})
+
+
+def _aliases(alias: object) -> list[str]:
+    if isinstance(alias, str):
+        return [alias]
+    if isinstance(alias, AliasChoices):
+        return [a for a in alias.choices if isinstance(a, str)]
+    return []

@@ -1,0 +1,145 @@
+"""What the container does with one `/invocations` request, whoever sent it (Batch Transform, async
+inference, a real-time caller): an image body, or a manifest body of S3 references (one per line).
+
+- Image body: one `PoseResult` (JSON), or the annotated JPEG when `Accept: image/jpeg`. The annotated
+  JPEG is also written to S3 when the caller names a location (`annotated_output` custom attribute),
+  and embedded in the JSON when `POSE_EMBED_ANNOTATED=true` (Batch Transform images mode, where the
+  container is not told the input's key).
+- Manifest body (`application/jsonlines`, Batch Transform `SplitType=Line` + `MultiRecord`): every line
+  is fetched from S3 concurrently, posed through the same batcher, its outputs written where the line
+  says, and answered by one JSON line, in order. A bad line is an error line, never a failed request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+from dataclasses import dataclass, replace
+
+from batch import content_types
+from batch.annotate import annotated_jpeg
+from batch.custom_attributes import InferenceOptions
+from batch.errors import InvalidManifest, PoseError
+from batch.inference.engine import PoseEngine, Prediction
+from batch.s3_store import S3Store
+from batch.s3_uri import S3Uri
+from batch.schema import ErrorDetail, ManifestLineResult
+from batch.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Reply:
+    body: bytes
+    content_type: str
+
+
+@dataclass(frozen=True)
+class ManifestLine:
+    image: S3Uri
+    keypoints: S3Uri | None = None
+    annotated: S3Uri | None = None
+
+
+class InvocationHandler:
+    def __init__(self, settings: Settings, engine: PoseEngine, store: S3Store) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.store = store
+
+    async def handle_image(self, body: bytes, options: InferenceOptions, accept: str) -> Reply:
+        if options.annotated_output is not None:
+            self.store.check_allowed(options.annotated_output)  # refuse before spending inference on it
+        prediction = await self.engine.predict(body, options)
+        want_jpeg = accept == content_types.JPEG or options.annotated_output or self.settings.embed_annotated
+        jpeg = await self._annotate(prediction) if want_jpeg else None
+        if options.annotated_output is not None and jpeg is not None:
+            await self.store.put(options.annotated_output, jpeg, content_types.JPEG)
+        if accept == content_types.JPEG and jpeg is not None:
+            return Reply(jpeg, content_types.JPEG)
+        result = prediction.result
+        if self.settings.embed_annotated and jpeg is not None:
+            result = result.model_copy(update={"annotated_jpeg_base64": base64.b64encode(jpeg).decode("ascii")})
+        return Reply(result.model_dump_json(exclude_none=True).encode(), content_types.JSON)
+
+    async def handle_manifest(self, body: bytes, options: InferenceOptions) -> Reply:
+        lines = [line for line in body.decode("utf-8", errors="replace").splitlines() if line.strip()]
+        if not lines:
+            raise InvalidManifest("the manifest body holds no lines; expected one S3 image reference per line")
+        # No annotated_output for a whole manifest: each line names its own outputs.
+        options = replace(options, annotated_output=None)
+        answers = await asyncio.gather(*(self._manifest_line(line, options) for line in lines))
+        text = "".join(answer.model_dump_json(exclude_none=True) + "\n" for answer in answers)
+        return Reply(text.encode(), content_types.JSON_LINES)
+
+    async def _manifest_line(self, text: str, options: InferenceOptions) -> ManifestLineResult:
+        reference = text.strip()[:1024]
+        try:
+            line = parse_manifest_line(text)
+            reference = str(line.image)
+            for output in (line.keypoints, line.annotated):
+                if output is not None:
+                    self.store.check_allowed(output)
+            prediction = await self.engine.predict(await self.store.get(line.image), options)
+            outputs = await self._write_outputs(line, prediction)
+            return ManifestLineResult(image=reference, status="ok", result=prediction.result, outputs=outputs)
+        except PoseError as exc:
+            return ManifestLineResult(
+                image=reference, status="error", error=ErrorDetail(code=exc.code, message=exc.message)
+            )
+        except Exception:
+            log.exception("manifest line failed: %s", reference)
+            detail = ErrorDetail(code="internal_error", message="internal error; see the container log")
+            return ManifestLineResult(image=reference, status="error", error=detail)
+
+    async def _write_outputs(self, line: ManifestLine, prediction: Prediction) -> dict[str, str]:
+        writes = []
+        outputs: dict[str, str] = {}
+        if line.keypoints is not None:
+            record = prediction.result.model_dump_json(exclude_none=True).encode()
+            writes.append(self.store.put(line.keypoints, record, content_types.JSON))
+            outputs["keypoints"] = str(line.keypoints)
+        if line.annotated is not None:
+            writes.append(self.store.put(line.annotated, await self._annotate(prediction), content_types.JPEG))
+            outputs["annotated"] = str(line.annotated)
+        await asyncio.gather(*writes)
+        return outputs
+
+    async def _annotate(self, prediction: Prediction) -> bytes:
+        loop = asyncio.get_running_loop()
+        quality = self.settings.annotated_jpeg_quality
+        return await loop.run_in_executor(
+            self.engine.cpu_pool, annotated_jpeg, prediction.image.rgb, prediction.result, quality
+        )
+
+
+def parse_manifest_line(text: str) -> ManifestLine:
+    """`{"image": uri, "keypoints"?: uri, "annotated"?: uri}`, a JSON string, or a bare S3 URI."""
+    stripped = text.strip()
+    if stripped.startswith(("{", '"')):
+        try:
+            value = json.loads(stripped)
+        except json.JSONDecodeError as exc:
+            raise InvalidManifest(f"manifest line is not valid JSON: {exc.msg}") from None
+    else:
+        value = stripped
+    if isinstance(value, str):
+        return ManifestLine(S3Uri.parse(value))
+    if not isinstance(value, dict) or not isinstance(value.get("image"), str):
+        raise InvalidManifest('manifest line must be an S3 URI or an object with an "image" S3 URI')
+    unknown = set(value) - {"image", "keypoints", "annotated"}
+    if unknown:
+        raise InvalidManifest(f"manifest line has unknown fields: {', '.join(sorted(unknown))}")
+
+    def optional(name: str) -> S3Uri | None:
+        found = value.get(name)
+        if found is None:
+            return None
+        if not isinstance(found, str):
+            raise InvalidManifest(f'manifest line field "{name}" must be an S3 URI string')
+        return S3Uri.parse(found)
+
+    return ManifestLine(S3Uri.parse(value["image"]), optional("keypoints"), optional("annotated"))
