@@ -2,6 +2,9 @@
 
 Format: `key=value` pairs separated by `;`, e.g. `conf=0.001;max_det=300`. Unknown keys and bad
 values are a 400 naming the problem, so a typo never silently falls back to a default.
+`annotated_output` and `keypoints_output` are percent-encoded S3 URIs where the container writes the
+annotated JPEG and the result record (or, for a bad image, its error record): that is how async
+callers put both outputs at keys that mirror the input, whatever characters the key holds.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ class InferenceOptions:
     max_det: int
     imgsz: int
     annotated_output: S3Uri | None = None
+    keypoints_output: S3Uri | None = None
 
     @classmethod
     def defaults(cls, settings: Settings) -> InferenceOptions:
@@ -79,7 +83,9 @@ def parse_custom_attributes(header: str | None, defaults: InferenceOptions) -> I
             options = replace(options, imgsz=_imgsz(value))
         elif key == "annotated_output":
             options = replace(options, annotated_output=S3Uri.parse(unquote(value)))
+        elif key == "keypoints_output":
+            options = replace(options, keypoints_output=S3Uri.parse(unquote(value)))
         else:
-            known = "conf, iou, max_det, imgsz, annotated_output"
+            known = "conf, iou, max_det, imgsz, annotated_output, keypoints_output"
             raise InvalidAttributes(f"unknown custom attribute {key!r}; known: {known}")
     return options

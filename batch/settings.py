@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     )
     onnx_cache_dir: Path = Field(Path.home() / ".cache" / "posebatch" / "onnx", validation_alias="POSE_ONNX_CACHE_DIR")
     cpu_threads: int = Field(0, ge=0, validation_alias="POSE_CPU_THREADS", description="0 = all cores")
+    device_decode: Literal["auto", "on", "off"] = Field(
+        "auto",
+        validation_alias="POSE_DEVICE_DECODE",
+        description="Decode JPEGs in batches on the model's device (nvJPEG on CUDA); auto = on for CUDA.",
+    )
 
     # --- default thresholds (overridable per request through custom attributes) ---------------
     conf: float = Field(0.25, ge=0.0, le=1.0, validation_alias="POSE_CONF")

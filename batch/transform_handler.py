@@ -2,9 +2,10 @@
 inference, a real-time caller): an image body, or a manifest body of S3 references (one per line).
 
 - Image body: one `PoseResult` (JSON), or the annotated JPEG when `Accept: image/jpeg`. The annotated
-  JPEG is also written to S3 when the caller names a location (`annotated_output` custom attribute),
-  and embedded in the JSON when `POSE_EMBED_ANNOTATED=true` (Batch Transform images mode, where the
-  container is not told the input's key).
+  JPEG and the result record are also written to S3 when the caller names locations (`annotated_output`,
+  `keypoints_output` custom attributes; async inference); a bad image's error record goes to
+  `keypoints_output` too. The JPEG is embedded in the JSON when `POSE_EMBED_ANNOTATED=true` (Batch
+  Transform images mode, where the container is not told the input's key).
 - Manifest body (`application/jsonlines`, Batch Transform `SplitType=Line` + `MultiRecord`): every line
   is fetched from S3 concurrently, posed through the same batcher, its outputs written where the line
   says, and answered by one JSON line, in order. A bad line is an error line, never a failed request.
@@ -51,26 +52,42 @@ class InvocationHandler:
         self.store = store
 
     async def handle_image(self, body: bytes, options: InferenceOptions, accept: str) -> Reply:
-        if options.annotated_output is not None:
-            self.store.check_allowed(options.annotated_output)  # refuse before spending inference on it
-        prediction = await self.engine.predict(body, options)
+        outputs = [uri for uri in (options.annotated_output, options.keypoints_output) if uri is not None]
+        for uri in outputs:
+            self.store.check_allowed(uri)  # refuse before spending inference on it
+        try:
+            prediction = await self.engine.predict(body, options)
+        except PoseError as exc:
+            if options.keypoints_output is not None:
+                # The mirrored key still ends with a record: this image's error.
+                await self.store.put(options.keypoints_output, json.dumps(exc.to_dict()).encode(), content_types.JSON)
+            raise
         want_jpeg = accept == content_types.JPEG or options.annotated_output or self.settings.embed_annotated
         jpeg = await self._annotate(prediction) if want_jpeg else None
+        record = prediction.result.model_dump_json(exclude_none=True).encode()
+        writes = []
         if options.annotated_output is not None and jpeg is not None:
-            await self.store.put(options.annotated_output, jpeg, content_types.JPEG)
+            writes.append(self.store.put(options.annotated_output, jpeg, content_types.JPEG))
+        if options.keypoints_output is not None:
+            writes.append(self.store.put(options.keypoints_output, record, content_types.JSON))
+        await asyncio.gather(*writes)
         if accept == content_types.JPEG and jpeg is not None:
             return Reply(jpeg, content_types.JPEG)
-        result = prediction.result
         if self.settings.embed_annotated and jpeg is not None:
-            result = result.model_copy(update={"annotated_jpeg_base64": base64.b64encode(jpeg).decode("ascii")})
-        return Reply(result.model_dump_json(exclude_none=True).encode(), content_types.JSON)
+            embedded = base64.b64encode(jpeg).decode("ascii")
+            record = (
+                prediction.result.model_copy(update={"annotated_jpeg_base64": embedded})
+                .model_dump_json(exclude_none=True)
+                .encode()
+            )
+        return Reply(record, content_types.JSON)
 
     async def handle_manifest(self, body: bytes, options: InferenceOptions) -> Reply:
         lines = [line for line in body.decode("utf-8", errors="replace").splitlines() if line.strip()]
         if not lines:
             raise InvalidManifest("the manifest body holds no lines; expected one S3 image reference per line")
-        # No annotated_output for a whole manifest: each line names its own outputs.
-        options = replace(options, annotated_output=None)
+        # No output locations for a whole manifest: each line names its own.
+        options = replace(options, annotated_output=None, keypoints_output=None)
         answers = await asyncio.gather(*(self._manifest_line(line, options) for line in lines))
         text = "".join(answer.model_dump_json(exclude_none=True) + "\n" for answer in answers)
         return Reply(text.encode(), content_types.JSON_LINES)

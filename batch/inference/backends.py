@@ -31,6 +31,8 @@ class Backend(Protocol):
 
     def forward(self, batch: np.ndarray) -> torch.Tensor: ...
 
+    def forward_tensor(self, batch: torch.Tensor) -> torch.Tensor: ...
+
 
 class TorchBackend:
     name = "torch"
@@ -69,6 +71,8 @@ class OnnxBackend:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Spinning worker threads steal the cores that decode the next batch; sleep instead.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
         self._input = self._session.get_inputs()[0].name
         self.device = torch.device("cpu")
@@ -80,6 +84,9 @@ class OnnxBackend:
         images *= 1.0 / 255.0
         (output,) = self._session.run(None, {self._input: images})[:1]
         return torch.from_numpy(output)
+
+    def forward_tensor(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.forward(batch.cpu().numpy())
 
 
 def export_onnx(checkpoint: str, cache_dir: Path, imgsz: int) -> Path:

@@ -9,6 +9,7 @@ thread; NMS runs on the backend's device; results come back as `PoseResult`s in 
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import os
 from collections.abc import Sequence
@@ -17,13 +18,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from PIL import Image
 
 from batch.custom_attributes import InferenceOptions
-from batch.errors import ModelLoadError
+from batch.errors import ModelLoadError, PoseError
 from batch.inference import letterbox as lb
 from batch.inference.backends import Backend, OnnxBackend, TorchBackend, export_onnx
 from batch.inference.batcher import DynamicBatcher
 from batch.inference.decode import DecodedImage, decode_image
+from batch.inference.device_preprocess import decode_batch, device_decodable, letterbox_tensor, to_numpy_rgb
 from batch.inference.model_source import ModelInfo, describe, load_yolo, resolve_checkpoint
 from batch.inference.postprocess import detections, to_result
 from batch.schema import PoseResult
@@ -34,10 +37,23 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Prepared:
+    """Decoded and letterboxed on a CPU pool thread; or, on the device, inside the batch."""
+
     image: DecodedImage
     geometry: lb.Geometry
-    canvas: np.ndarray
+    canvas: np.ndarray | torch.Tensor  # (canvas_h, canvas_w, 3) uint8, on the host or the device
     options: InferenceOptions
+
+
+@dataclass(frozen=True)
+class PendingJpeg:
+    """A JPEG whose header passed the checks, to be decoded with its whole batch on the device."""
+
+    data: bytes
+    options: InferenceOptions
+
+
+BatchItem = Prepared | PendingJpeg
 
 
 @dataclass(frozen=True)
@@ -52,8 +68,12 @@ class PoseEngine:
         self.backend = backend
         self.settings = settings
         self.default_options = InferenceOptions.defaults(settings)
+        self.device_decode = settings.device_decode == "on" or (
+            settings.device_decode == "auto" and backend.device.type == "cuda"
+        )
+        self.max_pixels = settings.max_image_pixels
         self.cpu_pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="cpu")
-        self._batcher: DynamicBatcher[Prepared, PoseResult] = DynamicBatcher(
+        self._batcher: DynamicBatcher[BatchItem, Prediction | PoseError] = DynamicBatcher(
             self.run_batch,
             max_batch_size=settings.max_batch_size,
             max_wait_s=settings.max_batch_wait_ms / 1000.0,
@@ -78,16 +98,20 @@ class PoseEngine:
         return engine
 
     def warm_up(self) -> None:
+        """One pass through every stage (the device decoder included), so the first request is not slow."""
         size = self.settings.imgsz
-        gray = DecodedImage(np.full((size, size, 3), 114, dtype=np.uint8))
-        self.run_batch([self.prepare_decoded(gray, self.default_options)])
+        buffer = io.BytesIO()
+        Image.new("RGB", (size, size * 3 // 4), (114, 114, 114)).save(buffer, "JPEG")
+        self.run_batch([self.prepare(buffer.getvalue(), self.default_options)])
 
     # --- the async core ------------------------------------------------------------------------
     async def predict(self, data: bytes, options: InferenceOptions | None = None) -> Prediction:
         loop = asyncio.get_running_loop()
-        prepared = await loop.run_in_executor(self.cpu_pool, self.prepare, data, options or self.default_options)
-        result = await self._batcher.submit(prepared)
-        return Prediction(result, prepared.image)
+        item = await loop.run_in_executor(self.cpu_pool, self.prepare, data, options or self.default_options)
+        outcome = await self._batcher.submit(item)
+        if isinstance(outcome, PoseError):
+            raise outcome
+        return outcome
 
     async def close(self) -> None:
         await self._batcher.close()
@@ -97,28 +121,88 @@ class PoseEngine:
     def batch_sizes(self) -> list[int]:
         return self._batcher.batch_sizes
 
+    def metrics(self) -> dict[str, object]:
+        sizes = self._batcher.batch_sizes
+        gpu_peak = torch.cuda.max_memory_allocated(self.backend.device) if self.backend.device.type == "cuda" else 0
+        return {
+            "backend": self.backend.name,
+            "device": str(self.backend.device),
+            "half": self.backend.half,
+            "batches": len(sizes),
+            "images": sum(sizes),
+            "mean_batch_size": round(sum(sizes) / len(sizes), 2) if sizes else 0.0,
+            "peak_rss_mb": round(peak_rss_bytes() / 2**20, 1),
+            "peak_gpu_memory_mb": round(gpu_peak / 2**20, 1),
+        }
+
     # --- stages (plain functions of their inputs; run on pool threads) --------------------------
-    def prepare(self, data: bytes, options: InferenceOptions) -> Prepared:
-        return self.prepare_decoded(decode_image(data, max_pixels=self.settings.max_image_pixels), options)
+    def prepare(self, data: bytes, options: InferenceOptions) -> BatchItem:
+        if self.device_decode and device_decodable(data, self.max_pixels) is not None:
+            return PendingJpeg(data, options)
+        return self.prepare_decoded(decode_image(data, max_pixels=self.max_pixels), options)
 
     def prepare_decoded(self, image: DecodedImage, options: InferenceOptions) -> Prepared:
         geometry = lb.plan(image.height, image.width, options.imgsz, self.info.stride)
         return Prepared(image, geometry, lb.letterbox(image.rgb, geometry), options)
 
-    def run_batch(self, items: Sequence[Prepared]) -> list[PoseResult]:
+    def run_batch(self, items: Sequence[BatchItem]) -> list[Prediction | PoseError]:
         """One forward pass per distinct canvas shape. Padding a canvas further to share a batch with
         another shape would change the model's scores (by ~0.01-0.03, measured), so it never happens:
-        every image gets exactly the numbers it would get alone."""
-        results: list[PoseResult | None] = [None] * len(items)
-        by_shape: dict[tuple[int, int], list[int]] = {}
-        for index, item in enumerate(items):
-            by_shape.setdefault(item.canvas.shape[:2], []).append(index)
+        every image gets exactly the numbers it would get alone. An image that fails to decode on the
+        device gets its error here, without failing the others."""
+        outcomes: list[Prepared | Prediction | PoseError] = list(self._decode_pending(items))
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for index, item in enumerate(outcomes):
+            if isinstance(item, Prepared):
+                by_shape.setdefault(tuple(item.canvas.shape[:2]), []).append(index)
         for indices in by_shape.values():
-            raw = self.backend.forward(np.stack([items[i].canvas for i in indices]))
-            for row, i in enumerate(indices):
-                p = items[i]
-                results[i] = to_result(detections(raw[row], p.options, self.info), p.geometry, p.options, self.info)
-        return [r for r in results if r is not None]
+            group = [outcomes[i] for i in indices]
+            assert all(isinstance(p, Prepared) for p in group)
+            raw = self._forward([p.canvas for p in group])  # type: ignore[union-attr]
+            for row, (index, p) in enumerate(zip(indices, group, strict=True)):
+                assert isinstance(p, Prepared)
+                rows = detections(raw[row], p.options, self.info)
+                outcomes[index] = Prediction(to_result(rows, p.geometry, p.options, self.info), p.image)
+        return [o for o in outcomes if not isinstance(o, Prepared)]
+
+    def _forward(self, canvases: list[np.ndarray | torch.Tensor]) -> torch.Tensor:
+        if isinstance(canvases[0], torch.Tensor):
+            return self.backend.forward_tensor(torch.stack(canvases))  # type: ignore[arg-type]
+        return self.backend.forward(np.stack(canvases))
+
+    def _decode_pending(self, items: Sequence[BatchItem]) -> list[Prepared | PoseError]:
+        pending = [item for item in items if isinstance(item, PendingJpeg)]
+        decoded = iter(decode_batch([p.data for p in pending], self.backend.device) if pending else [])
+        ready: list[Prepared | PoseError] = []
+        for item in items:
+            if isinstance(item, Prepared):
+                ready.append(item)
+                continue
+            image = next(decoded)
+            if image is None:  # the device decoder refused it: the CPU path decodes it, or says why not
+                try:
+                    ready.append(
+                        self.prepare_decoded(decode_image(item.data, max_pixels=self.max_pixels), item.options)
+                    )
+                except PoseError as exc:
+                    ready.append(exc)
+                continue
+            geometry = lb.plan(int(image.shape[1]), int(image.shape[2]), item.options.imgsz, self.info.stride)
+            canvas = letterbox_tensor(image, geometry)
+            ready.append(Prepared(DecodedImage(to_numpy_rgb(image)), geometry, canvas, item.options))
+        return ready
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident set (Linux VmHWM; 0 where /proc is absent)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def choose_device(setting: str) -> torch.device:

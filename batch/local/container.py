@@ -94,6 +94,12 @@ class ServingContainer:
         self.stop()
         raise TimeoutError(f"container did not pass /ping within {startup_timeout_s:.0f}s; log: {self._log_path}")
 
+    @property
+    def pid(self) -> int:
+        if self._process is None:
+            raise RuntimeError("the container is not running")
+        return self._process.pid
+
     def alive(self) -> bool:
         return self._process is not None and self._process.poll() is None
 

@@ -75,6 +75,13 @@ def create_app(settings: Settings, load_engine: EngineLoader = PoseEngine.load) 
         payload_mb = max(1, min(6, 100 // concurrency))
         return {"MaxConcurrentTransforms": concurrency, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": payload_mb}
 
+    @app.get("/metrics", summary="Batching and memory figures (for benchmarks and operators)")
+    async def metrics() -> dict[str, object]:
+        if runtime.handler is None:
+            return {"ready": False}
+        engine = runtime.handler.engine
+        return {"ready": True, **engine.metrics()}
+
     @app.post(
         "/invocations",
         summary="Pose an image (image/* body) or a manifest of S3 images (application/jsonlines body)",

@@ -18,7 +18,12 @@ pytestmark = pytest.mark.slow
 
 REFERENCE_AP = 0.446  # ../shared/README.md: ultralytics 8.4, one image at a time, conf=0.001
 MIN_AP = 0.441
-BACKENDS = ["onnxruntime", "torch"]
+# The CPU backends, and the CUDA path's pre-processing (batched JPEG decode + tensor letterbox) run on the CPU.
+BACKENDS = {
+    "onnxruntime": {"POSE_BACKEND": "onnxruntime"},
+    "torch": {"POSE_BACKEND": "torch"},
+    "torch-device-decode": {"POSE_BACKEND": "torch", "POSE_DEVICE_DECODE": "on"},
+}
 
 
 def coco_images() -> list[Path]:
@@ -42,9 +47,9 @@ def pose_all(url: str, images: list[Path], attributes: str) -> dict[str, dict[st
         return dict(zip((p.name for p in images), pool.map(one, images), strict=True))
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
+@pytest.fixture(scope="module", params=list(BACKENDS))
 def backend_url(request: pytest.FixtureRequest, server_factory: ServerFactory) -> str:
-    return server_factory(POSE_BACKEND=request.param)
+    return server_factory(**BACKENDS[request.param])
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -165,6 +166,18 @@ def test_annotated_image_written_to_s3(
     assert refused.status_code == 403
     assert refused.json()["error"]["code"] == "bucket_not_allowed"
 
+    # Async inference: both outputs at mirrored keys; a bad image leaves its error record there.
+    both = "annotated_output=s3://out-bucket/a/x%201.jpg;keypoints_output=s3://out-bucket/k/x%201.jpg.json"
+    response = post(url, sample_images["zidane.jpg"], **{ATTRS: both})
+    assert response.status_code == 200
+    stored = json.loads(s3.get_object(Bucket="out-bucket", Key="k/x 1.jpg.json")["Body"].read())
+    assert stored == response.json()
+    assert s3.head_object(Bucket="out-bucket", Key="a/x 1.jpg")["ContentType"] == "image/jpeg"
+    bad = post(url, b"corrupt", **{ATTRS: "keypoints_output=s3://out-bucket/k/bad.jpg.json"})
+    assert bad.status_code == 400
+    record = json.loads(s3.get_object(Bucket="out-bucket", Key="k/bad.jpg.json")["Body"].read())
+    assert record == bad.json() and record["error"]["code"] == "invalid_image"
+
 
 def test_manifest_lines(server_factory: ServerFactory, moto: MotoServer, sample_images: dict[str, bytes]) -> None:
     s3 = _s3(moto)
@@ -185,15 +198,13 @@ def test_manifest_lines(server_factory: ServerFactory, moto: MotoServer, sample_
     ]
     response = post(url, "\n".join(lines).encode() + b"\n", "application/jsonlines")
     assert response.status_code == 200
-    answers = [__import__("json").loads(line) for line in response.text.splitlines()]
+    answers = [json.loads(line) for line in response.text.splitlines()]
     assert [a["status"] for a in answers] == ["ok", "error", "error", "error", "error"]
     assert [a.get("error", {}).get("code") for a in answers[1:]] == [
         "invalid_image", "s3_error", "bucket_not_allowed", "invalid_manifest_line",
     ]  # fmt: skip
     direct = post(url, sample_images["bus.jpg"]).json()
     assert answers[0]["result"] == direct
-    stored = __import__("json").loads(
-        s3.get_object(Bucket="manifest-bucket", Key="out/k/a b/bus.jpg.json")["Body"].read()
-    )
+    stored = json.loads(s3.get_object(Bucket="manifest-bucket", Key="out/k/a b/bus.jpg.json")["Body"].read())
     assert stored == direct
     assert s3.head_object(Bucket="manifest-bucket", Key="out/a/a b/bus.jpg")["ContentType"] == "image/jpeg"

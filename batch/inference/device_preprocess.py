@@ -1,0 +1,96 @@
+"""Decoding and letterboxing on the model's device (the CUDA path).
+
+JPEGs are decoded for a whole batch in one `torchvision.io.decode_jpeg(list, device=...)` call (nvJPEG
+on CUDA, which wants large batches), then resized and padded there, so pixels cross PCIe once as
+compressed bytes instead of as decoded arrays. Anything nvJPEG cannot take (other formats, CMYK,
+broken files) goes through the CPU path instead, so no image is ever refused because of this path.
+
+The code is device-agnostic: on a CPU it runs the same operations (libjpeg-turbo inside
+torchvision), which is how it is tested on machines without a GPU.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from batch.errors import ImageTooLarge
+from batch.inference import letterbox as lb
+
+log = logging.getLogger(__name__)
+
+_DEVICE_DECODABLE_MODES = {"RGB", "L"}  # YCbCr/grayscale JPEGs; CMYK and others take the CPU path
+
+
+@dataclass(frozen=True)
+class JpegHeader:
+    width: int  # after EXIF orientation
+    height: int
+
+
+def device_decodable(data: bytes, max_pixels: int) -> JpegHeader | None:
+    """The upright size if `data` is a JPEG the device decoder takes; None means: use the CPU path.
+
+    Reads the header only. Raises ImageTooLarge like the CPU path, before anything is decoded."""
+    if not data.startswith(b"\xff\xd8"):
+        return None
+    try:
+        with Image.open(io.BytesIO(data), formats=("JPEG",)) as image:
+            if image.mode not in _DEVICE_DECODABLE_MODES:
+                return None
+            width, height = image.size
+            orientation = image.getexif().get(0x0112, 1)
+    except Exception:
+        return None  # let the CPU path produce the precise error
+    if width * height > max_pixels:
+        raise ImageTooLarge(f"image is {width}x{height} = {width * height:,} pixels; the limit is {max_pixels:,}")
+    if orientation in (5, 6, 7, 8):  # rotated by 90 or 270 degrees
+        width, height = height, width
+    return JpegHeader(width, height)
+
+
+def decode_batch(jpegs: list[bytes], device: torch.device) -> list[torch.Tensor | None]:
+    """(3, H, W) uint8 RGB tensors on `device`, EXIF orientation applied; None where decoding failed."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    inputs = [torch.frombuffer(bytearray(data), dtype=torch.uint8) for data in jpegs]
+    try:
+        decoded = decode_jpeg(inputs, mode=ImageReadMode.RGB, device=device, apply_exif_orientation=True)
+        return list(decoded)
+    except RuntimeError as exc:
+        # One bad file fails the whole batched call: decode one by one to isolate it.
+        log.debug("batched JPEG decode failed (%s); decoding singly", exc)
+    results: list[torch.Tensor | None] = []
+    for tensor in inputs:
+        try:
+            results.append(decode_jpeg(tensor, mode=ImageReadMode.RGB, device=device, apply_exif_orientation=True))
+        except RuntimeError:
+            results.append(None)
+    return results
+
+
+def letterbox_tensor(image: torch.Tensor, geometry: lb.Geometry) -> torch.Tensor:
+    """The letterboxed canvas as (canvas_h, canvas_w, 3) uint8 on the image's device.
+
+    Bilinear without antialiasing and half-pixel centres: the same sampling as OpenCV's INTER_LINEAR."""
+    resized = image
+    if (geometry.new_h, geometry.new_w) != tuple(image.shape[1:]):
+        scaled = F.interpolate(
+            image.unsqueeze(0).float(), size=(geometry.new_h, geometry.new_w), mode="bilinear", align_corners=False
+        )
+        resized = scaled.squeeze(0).round_().clamp_(0, 255).to(torch.uint8)
+    canvas = torch.full((geometry.canvas_h, geometry.canvas_w, 3), lb.PAD_VALUE, dtype=torch.uint8, device=image.device)
+    top, left = geometry.top, geometry.left
+    canvas[top : top + geometry.new_h, left : left + geometry.new_w] = resized.permute(1, 2, 0)
+    return canvas
+
+
+def to_numpy_rgb(image: torch.Tensor) -> np.ndarray:
+    """(H, W, 3) uint8 on the host, for annotation."""
+    return np.ascontiguousarray(image.permute(1, 2, 0).cpu().numpy())
