@@ -25,7 +25,7 @@ def client(service: str, *, endpoint_url: str | None = None, max_pool: int = 32)
         read_timeout=120,
     )
     return boto3.session.Session().client(
-        service,  # type: ignore[call-overload]
+        service,
         region_name=region(),
         endpoint_url=endpoint_url,
         config=config,
