@@ -1,0 +1,334 @@
+"""Client of the asynchronous endpoint: submit one image or a whole prefix through
+`InvokeEndpointAsync` (the same key -> output mapping as the S3-event handler), then wait for the
+outcomes through the success/error SNS topics (a temporary SQS subscription), with S3 as a fallback.
+The outcome is read from the mirrored keypoints key, which the container fills with the result record
+or the image's error record; when it holds nothing new (a timeout, a dead container), SageMaker's
+failure object and the error notification's reason make the error. One asyncio core with bounded
+concurrency; `run_sync` wraps it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from batch import aws
+from batch.s3_uri import S3Uri
+from batch.schema import ErrorDetail, ErrorRecord, PoseResult
+from events.async_layout import AsyncLayout, KeyTooLong, Placement, as_prefix, content_type_for, inference_id
+from events.s3_trigger import TriggerConfig, endpoint_output_root, invocation_request
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Submission:
+    placement: Placement
+    inference_id: str
+    output_location: str
+    failure_location: str
+    submitted_at: float
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of one image, or why there is none."""
+
+    input_uri: str
+    inference_id: str | None
+    result: PoseResult | None = None
+    error: ErrorDetail | None = None
+    keypoints_uri: str | None = None
+    annotated_uri: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.result is not None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "input": self.input_uri,
+            "status": "ok" if self.ok else "error",
+            "inference_id": self.inference_id,
+            "keypoints": self.keypoints_uri if self.ok else None,
+            "annotated": self.annotated_uri if self.ok else None,
+            "persons": len(self.result.persons) if self.result else None,
+            "error": self.error.model_dump() if self.error else None,
+        }
+
+
+class AsyncPoseClient:
+    def __init__(
+        self,
+        endpoint_name: str,
+        *,
+        output_uri: str | None = None,
+        concurrency: int = 16,
+        clients: Callable[[str], Any] = aws.client,
+    ) -> None:
+        self.endpoint_name = endpoint_name
+        self._clients = {name: clients(name) for name in ("s3", "sns", "sqs", "sagemaker", "sagemaker-runtime")}
+        self._output_uri = output_uri
+        self._limit = asyncio.Semaphore(concurrency)
+
+    # --- submitting ------------------------------------------------------------------------------
+    async def submit(self, uri: str, *, input_root: str | None = None) -> list[Submission | Outcome]:
+        """One image, or every image under a prefix (a URI ending in '/' or naming no object)."""
+        target = S3Uri.parse(uri, allow_empty_key=True)
+        keys = await self._keys(target)
+        root = input_root or (f"s3://{target.bucket}/{target.prefix}" if keys != [target.key] else _parent(target))
+        layout = AsyncLayout.create(root, await self._output_root())
+        return list(await asyncio.gather(*(self._submit_one(layout, target.bucket, key) for key in keys)))
+
+    async def _keys(self, target: S3Uri) -> list[str]:
+        s3 = self._clients["s3"]
+        if target.key and not target.key.endswith("/"):
+            try:
+                await self._call(lambda: s3.head_object(Bucket=target.bucket, Key=target.key))
+                return [target.key]
+            except Exception:
+                log.debug("%s is not an object; listing it as a prefix", target)
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=target.bucket, Prefix=as_prefix(target.key))
+        objects = await self._call(lambda: [o["Key"] for page in pages for o in page.get("Contents", [])])
+        return [key for key in objects if content_type_for(key)]
+
+    async def _submit_one(self, layout: AsyncLayout, bucket: str, key: str) -> Submission | Outcome:
+        placement = layout.place(bucket, key)
+        if placement is None:
+            return _failed(f"s3://{bucket}/{key}", None, "not_an_input", "not an image under the input root")
+        s3 = self._clients["s3"]
+        try:
+            head = await self._call(lambda: s3.head_object(Bucket=bucket, Key=key))
+            request_id = inference_id(bucket, key, head.get("VersionId") or head.get("ETag"))
+            request = invocation_request(TriggerConfig(self.endpoint_name), placement, request_id)
+            submitted_at = time.time()
+            answer = await self._call(lambda: self._clients["sagemaker-runtime"].invoke_endpoint_async(**request))
+        except KeyTooLong as exc:
+            return _failed(placement.input_uri, None, exc.code, str(exc))
+        except Exception as exc:
+            return _failed(placement.input_uri, None, "submit_failed", str(exc))
+        return Submission(
+            placement,
+            request_id,
+            _header_text(answer.get("OutputLocation") or ""),
+            _header_text(answer.get("FailureLocation") or ""),
+            submitted_at,
+        )
+
+    # --- waiting -------------------------------------------------------------------------------
+    async def wait(self, submissions: list[Submission], *, timeout_s: float = 900.0) -> list[Outcome]:
+        """Every submission's outcome; those still unfinished at the deadline are `timeout` errors."""
+        pending = {s.inference_id: s for s in submissions}
+        outcomes: dict[str, Outcome] = {}
+        deadline = time.monotonic() + timeout_s
+        next_s3_check = 0.0
+        while pending and time.monotonic() < deadline:
+            for message in await self._call(self._receive):
+                submission = pending.pop(str(message.get("inferenceId")), None)
+                if submission is not None:
+                    outcomes[submission.inference_id] = await self._outcome(submission, message)
+            if time.monotonic() >= next_s3_check:  # no topics, or a notification that came before we listened
+                for submission in list(pending.values()):
+                    found = await self._outcome_from_s3(submission)
+                    if found is not None:
+                        outcomes[pending.pop(submission.inference_id).inference_id] = found
+                next_s3_check = time.monotonic() + (10.0 if self._queue_url else 1.0)
+        for submission in pending.values():
+            outcomes[submission.inference_id] = _failed(
+                submission.placement.input_uri, submission.inference_id, "timeout", f"no outcome in {timeout_s:.0f}s"
+            )
+        return [outcomes[s.inference_id] for s in submissions]
+
+    async def run(
+        self, uri: str, *, wait: bool, timeout_s: float = 900.0, input_root: str | None = None
+    ) -> list[Outcome]:
+        """Submit, and with `wait` listen for the outcomes (subscribed before submitting, so none is missed)."""
+        if wait:
+            await self._call(self._subscribe)
+        try:
+            submitted = await self.submit(uri, input_root=input_root)
+            done = [s for s in submitted if isinstance(s, Outcome)]
+            accepted = [s for s in submitted if isinstance(s, Submission)]
+            if not wait:
+                return done + [Outcome(s.placement.input_uri, s.inference_id) for s in accepted]
+            return done + await self.wait(accepted, timeout_s=timeout_s)
+        finally:
+            await self._call(self._unsubscribe)
+
+    async def _outcome(self, submission: Submission, message: dict[str, Any]) -> Outcome:
+        if message.get("invocationStatus") == "Completed":
+            return await self._read_record(submission)
+        # A bad image's error record is at the keypoints key; other failures only in SageMaker's object.
+        if await self._fresh(submission.placement.keypoints_uri, submission.submitted_at):
+            return await self._read_record(submission)
+        reason = str(message.get("failureReason") or "inference failed")
+        location = str(message.get("failureLocation") or submission.failure_location)
+        return await self._read_failure(submission, location, reason)
+
+    async def _outcome_from_s3(self, submission: Submission) -> Outcome | None:
+        if await self._fresh(submission.placement.keypoints_uri, submission.submitted_at):
+            return await self._read_record(submission)
+        if submission.failure_location and await self._fresh(submission.failure_location, submission.submitted_at):
+            return await self._read_failure(submission, submission.failure_location, "inference failed")
+        return None
+
+    async def _fresh(self, location: str, since: float) -> bool:
+        uri = S3Uri.parse(location)
+        try:
+            head = await self._call(lambda: self._clients["s3"].head_object(Bucket=uri.bucket, Key=uri.key))
+        except Exception:
+            return False
+        return bool(head["LastModified"].timestamp() >= since - 2.0)  # clock skew between us and S3
+
+    async def _read_record(self, submission: Submission) -> Outcome:
+        """The mirrored keypoints key: a `PoseResult`, or the image's `{"error": ...}` record."""
+        placement, request_id = submission.placement, submission.inference_id
+        location = placement.keypoints_uri
+        try:
+            body = await self._read(location)
+        except Exception as exc:
+            return _failed(placement.input_uri, request_id, "output_unreadable", f"{location}: {exc}")
+        try:
+            error = ErrorRecord.model_validate_json(body).error
+        except ValueError:
+            pass  # not an error record: a result, or garbage
+        else:
+            return Outcome(placement.input_uri, request_id, None, error, location)
+        try:
+            result = PoseResult.model_validate_json(body)
+        except ValueError as exc:
+            return _failed(placement.input_uri, request_id, "invalid_output", f"{location}: {exc}")
+        return Outcome(placement.input_uri, request_id, result, None, location, placement.annotated_uri)
+
+    async def _read_failure(self, submission: Submission, location: str, reason: str) -> Outcome:
+        """SageMaker's failure object holds the container's answer when it answered at all."""
+        try:
+            error = ErrorRecord.model_validate_json(await self._read(location)).error
+        except Exception:
+            error = ErrorDetail(code="inference_failed", message=reason)
+        return Outcome(submission.placement.input_uri, submission.inference_id, None, error)
+
+    async def _read(self, location: str) -> bytes:
+        uri = S3Uri.parse(location)
+        response = await self._call(lambda: self._clients["s3"].get_object(Bucket=uri.bucket, Key=uri.key))
+        return bytes(await self._call(response["Body"].read))
+
+    # --- the notification subscription -----------------------------------------------------------
+    _queue_url: str | None = None
+    _subscriptions: tuple[str, ...] = ()
+
+    def _subscribe(self) -> None:
+        topics = [t for t in self._topics() if t]
+        if not topics:
+            return
+        sqs, sns = self._clients["sqs"], self._clients["sns"]
+        self._queue_url = sqs.create_queue(QueueName=f"posebatch-wait-{uuid.uuid4().hex[:12]}")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=self._queue_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Service": "sns.amazonaws.com"},
+                    "Action": "sqs:SendMessage",
+                    "Resource": queue_arn,
+                    "Condition": {"ArnEquals": {"aws:SourceArn": topics}},
+                }
+            ],
+        }
+        sqs.set_queue_attributes(QueueUrl=self._queue_url, Attributes={"Policy": json.dumps(policy)})
+        self._subscriptions = tuple(
+            sns.subscribe(TopicArn=t, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})[
+                "SubscriptionArn"
+            ]
+            for t in topics
+        )
+
+    def _unsubscribe(self) -> None:
+        for subscription in self._subscriptions:
+            self._clients["sns"].unsubscribe(SubscriptionArn=subscription)
+        if self._queue_url:
+            self._clients["sqs"].delete_queue(QueueUrl=self._queue_url)
+        self._queue_url, self._subscriptions = None, ()
+
+    def _receive(self) -> list[dict[str, Any]]:
+        if not self._queue_url:
+            time.sleep(0.5)  # S3 polling only: pace it
+            return []
+        sqs = self._clients["sqs"]
+        messages = sqs.receive_message(QueueUrl=self._queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
+            "Messages", []
+        )
+        if messages:
+            sqs.delete_message_batch(
+                QueueUrl=self._queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+            )
+        parsed = [_notification(m["Body"]) for m in messages]
+        return [p for p in parsed if p is not None]
+
+    def _topics(self) -> tuple[str | None, str | None]:
+        config = self._endpoint_config()
+        notification = config.get("AsyncInferenceConfig", {}).get("OutputConfig", {}).get("NotificationConfig", {})
+        return notification.get("SuccessTopic"), notification.get("ErrorTopic")
+
+    def _endpoint_config(self) -> dict[str, Any]:
+        sagemaker = self._clients["sagemaker"]
+        name = sagemaker.describe_endpoint(EndpointName=self.endpoint_name)["EndpointConfigName"]
+        return dict(sagemaker.describe_endpoint_config(EndpointConfigName=name))
+
+    async def _output_root(self) -> str:
+        if self._output_uri is None:
+            self._output_uri = await self._call(
+                lambda: endpoint_output_root(self._clients["sagemaker"], self.endpoint_name)
+            )
+        return self._output_uri
+
+    async def _call(self, function: Callable[[], T]) -> T:
+        async with self._limit:
+            return await asyncio.to_thread(function)
+
+
+def run_sync(coroutine: Awaitable[T]) -> T:
+    """The thin synchronous wrapper (CLI, scripts)."""
+
+    async def _run() -> T:
+        return await coroutine
+
+    return asyncio.run(_run())
+
+
+def _notification(body: str) -> dict[str, Any] | None:
+    try:
+        message = json.loads(body)
+        if message.get("Type") == "Notification":  # delivered without RawMessageDelivery
+            message = json.loads(message["Message"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        log.warning("ignoring a message that is not an async inference notification: %.200s", body)
+        return None
+    return message if isinstance(message, dict) else None
+
+
+def _failed(input_uri: str, request_id: str | None, code: str, message: str) -> Outcome:
+    return Outcome(input_uri, request_id, None, ErrorDetail(code=code, message=message))
+
+
+def _parent(uri: S3Uri) -> str:
+    return f"s3://{uri.bucket}/{uri.key.rpartition('/')[0]}"
+
+
+def _header_text(value: str) -> str:
+    """botocore decodes response headers as latin-1; S3 locations of non-ASCII keys are UTF-8."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return value

@@ -1,0 +1,120 @@
+"""`pose-batch demo`: the whole Batch Transform flow on the embedded local stack, in one command.
+
+Starts the stack, uploads the model and sample images (Ultralytics' own, or `--images DIR`), launches
+the job with the same launcher as on AWS, waits, prints the SNS notification, and copies the outputs
+to a local folder."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+INPUT_PREFIX = "demo/input/"
+OUTPUT_PREFIX = "demo/output/"
+NOTIFICATION_QUEUE = "posebatch-demo-notifications"
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "demo", help="run a batch transform job end to end on the local stack", description=__doc__
+    )
+    parser.add_argument("--images", type=Path, help="a folder of images (default: Ultralytics' sample images)")
+    parser.add_argument("--out", type=Path, default=Path("demo-output"), help="where to copy the outputs")
+    parser.add_argument(
+        "--model",
+        default=os.environ.get("POSE_MODEL"),
+        help="checkpoint or Ultralytics model name (default: $POSE_MODEL, else yolo11n-pose.pt)",
+    )
+    parser.add_argument("--mode", choices=("images", "manifest"), default="images")
+    parser.add_argument("--home", default=".posebatch/demo", help="state folder of the demo's stack")
+    parser.set_defaults(func=run)
+
+
+def sample_images() -> Path:
+    import ultralytics
+
+    return Path(ultralytics.__file__).parent / "assets"
+
+
+def upload_folder(s3: Any, bucket: str, folder: Path, prefix: str) -> int:
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    for path in files:
+        s3.upload_file(str(path), bucket, prefix + path.relative_to(folder).as_posix())
+    return len(files)
+
+
+def subscribe_queue(stack: Any, topic_arn: str) -> str:
+    sqs = stack.client("sqs")
+    url: str = sqs.create_queue(QueueName=NOTIFICATION_QUEUE)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    stack.client("sns").subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+    return url
+
+
+def receive_notification(sqs: Any, queue_url: str, *, timeout_s: float) -> dict[str, Any] | None:
+    """The SNS envelope (Subject, Message, ...) of the first notification, or None on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        messages = sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=1).get("Messages", [])
+        for message in messages:
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+            envelope: dict[str, Any] = json.loads(message["Body"])
+            return envelope
+    return None
+
+
+def download_prefix(s3: Any, bucket: str, prefix: str, into: Path, *, skip: str = "_transform/") -> int:
+    count = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            rel = obj["Key"][len(prefix) :]
+            if rel.startswith(skip):
+                continue
+            target = into / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(bucket, obj["Key"], str(target))
+            count += 1
+    return count
+
+
+def run(args: argparse.Namespace) -> int:
+    from batch.commands.local import checkpoint_from, upload_model
+    from batch.commands.transform import execute
+    from batch.local.stack import LocalStack
+    from batch.transform.launcher import LaunchOptions
+    from events.transform_completion import TOPIC_NAME
+
+    checkpoint = checkpoint_from(args.model)
+    images = args.images or sample_images()
+    if not images.is_dir():
+        raise SystemExit(f"--images {images} is not a folder")
+    with LocalStack(Path(args.home)) as stack:
+        s3, bucket = stack.client("s3"), stack.bucket
+        print(f"local stack up (moto at {stack.moto.url}, SageMaker stand-in at {stack.sagemaker_url})")
+        model_data = upload_model(s3, bucket, checkpoint, stack.home)
+        count = upload_folder(s3, bucket, images, INPUT_PREFIX)
+        print(f"uploaded {count} images from {images} to s3://{bucket}/{INPUT_PREFIX}")
+        topic_arn = stack.client("sns").create_topic(Name=TOPIC_NAME)["TopicArn"]
+        queue_url = subscribe_queue(stack, topic_arn)
+        options = LaunchOptions(
+            input=f"s3://{bucket}/{INPUT_PREFIX}",
+            output=f"s3://{bucket}/{OUTPUT_PREFIX}",
+            model_data=model_data,
+            mode=args.mode,
+            instance_type="ml.m5.xlarge",
+        )
+        code, _ = execute(options, wait=True, poll_s=1.0, summary_wait_s=120.0)
+        notification = receive_notification(stack.client("sqs"), queue_url, timeout_s=60.0)
+        if notification is None:
+            print("no SNS notification arrived within 60 s")
+            code = code or 1
+        else:
+            print(f"\nSNS notification on {topic_arn}:\n  Subject: {notification.get('Subject')}")
+            print("  " + str(notification.get("Message", "")).replace("\n", "\n  "))
+        copied = download_prefix(s3, bucket, OUTPUT_PREFIX, args.out)
+        print(f"\ncopied {copied} output files to {args.out.resolve()} (keypoints/, annotated/, _SUMMARY.json)")
+    return code

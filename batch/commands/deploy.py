@@ -1,0 +1,96 @@
+"""`pose-batch deploy`: deploy the asynchronous endpoint (model, endpoint config with
+AsyncInferenceConfig, endpoint) and its scale-to-zero autoscaling on AWS, or (`--local`) on the running
+`pose-batch local up` stack, where the S3-event path (bucket -> SQS -> the S3 trigger) is wired too."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "deploy", aliases=["deploy-async"], help="deploy the async inference endpoint", description=__doc__
+    )
+    parser.add_argument("--endpoint", default="posebatch-async", help="endpoint name")
+    parser.add_argument("--input", required=True, help="input root s3://bucket/prefix/ (what triggers inference)")
+    parser.add_argument(
+        "--output", required=True, help="output root s3://bucket/prefix/ (keypoints/, annotated/, _async/)"
+    )
+    parser.add_argument("--model-data", help="s3://.../model.tar.gz (default with --local: the uploaded model)")
+    parser.add_argument("--image", default=os.environ.get("POSE_IMAGE_URI"), help="ECR image URI of the container")
+    parser.add_argument("--role", default=os.environ.get("POSE_SAGEMAKER_ROLE"), help="SageMaker execution role ARN")
+    parser.add_argument("--success-topic", help="SNS topic ARN for success notifications")
+    parser.add_argument("--error-topic", help="SNS topic ARN for error notifications")
+    parser.add_argument("--instance-type", default="ml.g5.xlarge")
+    parser.add_argument("--instances", type=int, default=1, help="initial instance count")
+    parser.add_argument("--max-concurrent", type=int, default=4, help="MaxConcurrentInvocationsPerInstance")
+    parser.add_argument("--max-instances", type=int, default=2, help="autoscaling maximum")
+    parser.add_argument("--no-autoscaling", action="store_true", help="skip the scale-to-zero policies")
+    parser.add_argument("--local", action="store_true", help="deploy on the running `pose-batch local up` stack")
+    parser.add_argument("--home", default=".posebatch", help="the local stack's state folder")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from batch import aws
+    from batch.deploy.async_endpoint import AsyncEndpointSpec, configure_autoscaling, deploy
+    from events.async_layout import ANNOTATED_FOLDER, KEYPOINTS_FOLDER, AsyncLayout
+
+    if args.local:
+        _use_local_stack(args)
+    missing = [name for name in ("model_data", "image", "role") if not getattr(args, name)]
+    if missing:
+        raise SystemExit(f"missing: {', '.join('--' + m.replace('_', '-') for m in missing)}")
+    spec = AsyncEndpointSpec(
+        endpoint_name=args.endpoint,
+        image_uri=args.image,
+        model_data_url=args.model_data,
+        execution_role_arn=args.role,
+        layout=AsyncLayout.create(args.input, args.output),
+        success_topic_arn=args.success_topic,
+        error_topic_arn=args.error_topic,
+        instance_type=args.instance_type,
+        initial_instance_count=args.instances,
+        max_concurrent_invocations=args.max_concurrent,
+        max_capacity=args.max_instances,
+    )
+    described = deploy(spec, aws.client("sagemaker"))
+    if not args.no_autoscaling:
+        configure_autoscaling(spec, aws.client("application-autoscaling"), aws.client("cloudwatch"))
+    print(
+        json.dumps(
+            {
+                "endpoint": spec.endpoint_name,
+                "status": described["EndpointStatus"],
+                "keypoints": spec.layout.output_root + KEYPOINTS_FOLDER + "/",
+                "annotated": spec.layout.output_root + ANNOTATED_FOLDER + "/",
+                "responses": spec.layout.s3_output_path,
+                "failures": spec.layout.s3_failure_path,
+            }
+        )
+    )
+    print(
+        f"S3 trigger Lambda env: POSEBATCH_ENDPOINT_NAME={spec.endpoint_name} "
+        f"POSEBATCH_INPUT_PREFIX={spec.layout.input_prefix} POSEBATCH_OUTPUT_URI={spec.layout.output_root}"
+    )
+    return 0
+
+
+def _use_local_stack(args: argparse.Namespace) -> None:
+    """Point at the running stack: its stand-in and moto take the same calls as AWS. The S3-event
+    path (a poller inside the stack's process) is wired by `pose-batch local up` itself."""
+    from batch import aws
+    from batch.commands.local import read_model_state
+    from batch.local.async_deployment import LOCAL_IMAGE, LOCAL_ROLE
+    from batch.local.stack import activate_from_state_file
+
+    activate_from_state_file(Path(args.home))
+    args.model_data = args.model_data or read_model_state(Path(args.home)).get("model_data")
+    args.image, args.role, args.instance_type = LOCAL_IMAGE, LOCAL_ROLE, "local"
+    sns = aws.client("sns")
+    args.success_topic = args.success_topic or sns.create_topic(Name=f"{args.endpoint}-success")["TopicArn"]
+    args.error_topic = args.error_topic or sns.create_topic(Name=f"{args.endpoint}-error")["TopicArn"]

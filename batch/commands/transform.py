@@ -1,0 +1,157 @@
+"""`pose-batch transform s3://BUCKET/in/ --output s3://BUCKET/out/`: launch a Batch Transform job over an
+S3 prefix, on AWS or (`--local`) on the running embedded stack, optionally wait and print its summary."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from batch.transform.launcher import LaunchOptions
+
+DEFAULT_HOME = ".posebatch"
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "transform", help="launch a batch transform job over an S3 prefix", description=__doc__
+    )
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    env = os.environ.get
+    parser.add_argument("input", help="s3://BUCKET/input/prefix/ holding the images")
+    parser.add_argument("--output", required=True, help="s3://BUCKET/output/prefix/ for keypoints/, annotated/")
+    parser.add_argument(
+        "--mode",
+        choices=("images", "manifest"),
+        default="images",
+        help="images: one request per image; manifest: JSON Lines shards of S3 references",
+    )
+    parser.add_argument("--local", action="store_true", help="use the running `pose-batch local up` stack")
+    parser.add_argument("--home", default=DEFAULT_HOME, help="the local stack's state folder")
+    parser.add_argument("--wait", action="store_true", help="wait with a progress bar and print a summary")
+    parser.add_argument("--image-uri", default=env("POSEBATCH_IMAGE_URI"), help="the serving image (ECR URI)")
+    parser.add_argument("--model-data", default=env("POSEBATCH_MODEL_DATA"), help="s3://.../model.tar.gz")
+    parser.add_argument("--role-arn", default=env("POSEBATCH_ROLE_ARN"), help="SageMaker execution role")
+    parser.add_argument("--job-name", help="default: posebatch-<mode>-<time>-<random>")
+    parser.add_argument("--model-name", help="default: derived from image, model data and environment")
+    parser.add_argument("--instance-type", default="ml.g4dn.xlarge")
+    parser.add_argument("--instance-count", type=int, default=1)
+    parser.add_argument("--max-concurrent", type=int, help="MaxConcurrentTransforms (default per mode)")
+    parser.add_argument("--max-payload-mb", type=int, help="MaxPayloadInMB (default per mode)")
+    parser.add_argument("--timeout-s", type=int, default=600, help="InvocationsTimeoutInSeconds")
+    parser.add_argument("--max-retries", type=int, default=3, help="InvocationsMaxRetries (0-3)")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="container environment, e.g. POSE_CONF=0.4 (repeatable)",
+    )
+    parser.add_argument("--images-per-shard", type=int, default=256, help="manifest mode: largest shard")
+    parser.add_argument("--poll-seconds", type=float, default=None, help="status poll interval with --wait")
+    parser.add_argument(
+        "--summary-wait-s",
+        type=float,
+        default=60.0,
+        help="with --wait: how long to wait for the completion handler's summary",
+    )
+
+
+def options_from_args(args: argparse.Namespace) -> LaunchOptions:
+    from batch.transform.launcher import LOCAL_IMAGE_URI, LOCAL_ROLE_ARN, LaunchError, LaunchOptions
+
+    image_uri, model_data, role_arn = args.image_uri, args.model_data, args.role_arn
+    if args.local:
+        from batch.commands.local import read_model_state
+        from batch.local.stack import activate_from_state_file
+
+        activate_from_state_file(Path(args.home))
+        model = read_model_state(Path(args.home))
+        image_uri = image_uri or model.get("image_uri") or LOCAL_IMAGE_URI
+        model_data = model_data or model.get("model_data")
+        role_arn = role_arn or LOCAL_ROLE_ARN
+    missing = [
+        flag
+        for flag, value in (
+            ("--image-uri", image_uri),
+            ("--model-data", model_data),
+            ("--role-arn", role_arn),
+        )
+        if not value
+    ]
+    if missing:
+        raise LaunchError(f"missing {', '.join(missing)} (or their POSEBATCH_* variables)")
+    environment = {}
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise LaunchError(f"--env expects KEY=VALUE, got {item!r}")
+        environment[key] = value
+    return LaunchOptions(
+        input=args.input,
+        output=args.output,
+        model_data=model_data,
+        mode=args.mode,
+        image_uri=image_uri,
+        role_arn=role_arn,
+        job_name=args.job_name,
+        model_name=args.model_name,
+        instance_type=args.instance_type,
+        instance_count=args.instance_count,
+        max_concurrent=args.max_concurrent,
+        max_payload_mb=args.max_payload_mb,
+        timeout_s=args.timeout_s,
+        max_retries=args.max_retries,
+        environment=environment,
+        max_images_per_shard=args.images_per_shard,
+    )
+
+
+def execute(
+    options: LaunchOptions,
+    *,
+    wait: bool,
+    poll_s: float = 5.0,
+    summary_wait_s: float = 60.0,
+    show_progress: bool = True,
+) -> tuple[int, dict[str, Any] | None]:
+    """Launch, and with `wait` follow to the end; returns (exit code, summary). Shared by the demo."""
+    from batch import aws
+    from batch.transform.launcher import launch
+    from batch.transform.progress import format_report, settle_summary, wait_for_job
+
+    s3, sagemaker = aws.client("s3"), aws.client("sagemaker")
+    plan = launch(options, s3=s3, sagemaker=sagemaker)
+    print(f"launched transform job {plan.job_name} over {len(plan.keys)} images ({plan.mode} mode)")
+    if not wait:
+        print(f"follow it with: aws sagemaker describe-transform-job --transform-job-name {plan.job_name}")
+        return 0, None
+    job = wait_for_job(sagemaker, s3, plan, poll_s=poll_s, show_progress=show_progress)
+    summary = settle_summary(s3, plan, job, wait_s=summary_wait_s)
+    print(format_report(job, summary))
+    return (0 if job["TransformJobStatus"] == "Completed" else 1), summary
+
+
+def run(args: argparse.Namespace) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from batch.transform.launcher import LaunchError
+
+    try:
+        options = options_from_args(args)
+        poll_s = args.poll_seconds or (1.0 if args.local else 10.0)
+        code, _ = execute(options, wait=args.wait, poll_s=poll_s, summary_wait_s=args.summary_wait_s)
+    except LaunchError as exc:
+        print(f"pose-batch transform: {exc}", file=sys.stderr)
+        return 2
+    except (ClientError, BotoCoreError) as exc:
+        print(f"pose-batch transform: AWS call failed: {exc}", file=sys.stderr)
+        return 2
+    return code

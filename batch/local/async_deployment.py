@@ -1,0 +1,114 @@
+"""The default asynchronous endpoint of the local stack, deployed with the same boto3 code as on AWS,
+and its S3-event path: bucket notification (input prefix) -> SQS -> `events.s3_trigger` (the Lambda's
+own code, run by the stack's SQS poller). Dropping a file into the local bucket is then enough.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from batch.deploy.async_endpoint import AsyncEndpointSpec, configure_autoscaling, deploy
+from events.async_layout import AsyncLayout
+from events.s3_trigger import TriggerConfig, build_handler
+
+if TYPE_CHECKING:
+    from batch.local.stack import LocalStack
+
+DEFAULT_ENDPOINT = "posebatch-async"
+DEFAULT_INPUT_PREFIX = "async/input/"
+DEFAULT_OUTPUT_PREFIX = "async/output/"
+LOCAL_IMAGE = "posebatch-local:latest"  # recorded only: the local "container" is a process
+LOCAL_ROLE = "arn:aws:iam::000000000000:role/posebatch-local"
+STATE_FILE_NAME = "local-async.json"
+
+
+@dataclass(frozen=True)
+class LocalAsyncDeployment:
+    endpoint_name: str
+    layout: AsyncLayout
+    success_topic_arn: str
+    error_topic_arn: str
+    events_queue_arn: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """For the stack's state file, so `--local` commands in other processes find it."""
+        return {
+            "endpoint_name": self.endpoint_name,
+            "input_uri": f"s3://{self.layout.input_bucket}/{self.layout.input_prefix}",
+            "output_uri": self.layout.output_root,
+            "success_topic_arn": self.success_topic_arn,
+            "error_topic_arn": self.error_topic_arn,
+        }
+
+
+def deploy_local_endpoint(
+    stack: LocalStack,
+    *,
+    model_data_url: str,
+    endpoint_name: str = DEFAULT_ENDPOINT,
+    input_prefix: str = DEFAULT_INPUT_PREFIX,
+    output_prefix: str = DEFAULT_OUTPUT_PREFIX,
+    instance_count: int = 1,
+    max_concurrent_invocations: int = 4,
+    environment: dict[str, str] | None = None,
+    wire_events: bool = True,
+    startup_timeout_s: float = 600.0,
+) -> LocalAsyncDeployment:
+    layout = AsyncLayout.create(f"s3://{stack.bucket}/{input_prefix}", f"s3://{stack.bucket}/{output_prefix}")
+    sns = stack.client("sns")
+    success = sns.create_topic(Name=f"{endpoint_name}-success")["TopicArn"]
+    error = sns.create_topic(Name=f"{endpoint_name}-error")["TopicArn"]
+    spec = AsyncEndpointSpec(
+        endpoint_name=endpoint_name,
+        image_uri=LOCAL_IMAGE,
+        model_data_url=model_data_url,
+        execution_role_arn=LOCAL_ROLE,
+        layout=layout,
+        success_topic_arn=success,
+        error_topic_arn=error,
+        instance_type="local",
+        initial_instance_count=instance_count,
+        max_concurrent_invocations=max_concurrent_invocations,
+        environment=dict(environment or {}),
+    )
+    deploy(spec, stack.client("sagemaker"), wait_s=startup_timeout_s)
+    # moto records scalable targets, policies and alarms, so the AWS calls are exercised too.
+    configure_autoscaling(spec, stack.client("application-autoscaling"), stack.client("cloudwatch"))
+    queue_arn = wire_s3_events(stack, endpoint_name, layout) if wire_events else None
+    deployment = LocalAsyncDeployment(endpoint_name, layout, success, error, queue_arn)
+    (stack.home / STATE_FILE_NAME).write_text(json.dumps(deployment.as_dict(), indent=2))
+    return deployment
+
+
+def read_state(home: Path) -> dict[str, str]:
+    """What `deploy_local_endpoint` recorded for `--local` commands in other processes ({} if none)."""
+    path = home.resolve() / STATE_FILE_NAME
+    return dict(json.loads(path.read_text())) if path.exists() else {}
+
+
+def wire_s3_events(stack: LocalStack, endpoint_name: str, layout: AsyncLayout) -> str:
+    """Bucket notification on the input prefix -> SQS -> the S3-trigger handler; returns the queue ARN."""
+    config = TriggerConfig(endpoint_name=endpoint_name, input_prefix=layout.input_prefix, output_uri=layout.output_root)
+    handler = build_handler(config, stack.client("sagemaker-runtime"), stack.client("sagemaker"), stack.client("s3"))
+    queue_arn = stack.add_sqs_lambda(f"{endpoint_name}-s3-events", handler)
+    s3 = stack.client("s3")
+    current = s3.get_bucket_notification_configuration(Bucket=layout.input_bucket)
+    current.pop("ResponseMetadata", None)
+    notification_id = f"{endpoint_name}-input"
+    queues = [q for q in current.get("QueueConfigurations", []) if q.get("Id") != notification_id]
+    queues.append(
+        {
+            "Id": notification_id,
+            "QueueArn": queue_arn,
+            "Events": ["s3:ObjectCreated:*"],
+            "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": layout.input_prefix}]}},
+        }
+    )
+    # The whole configuration is replaced on put: keep what others (e.g. EventBridge) configured.
+    s3.put_bucket_notification_configuration(
+        Bucket=layout.input_bucket, NotificationConfiguration={**current, "QueueConfigurations": queues}
+    )
+    return queue_arn

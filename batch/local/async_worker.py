@@ -1,0 +1,230 @@
+"""What SageMaker does behind an asynchronous endpoint, for the local stand-in: a queue of accepted
+requests, `MaxConcurrentInvocationsPerInstance` workers per instance, the input read from S3, the
+container called with `InvocationTimeoutSeconds`, the response (or the error body) written to the
+output (or failure) location, and a notification in AWS's message shape published to SNS.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from batch.local.container import ServingContainer
+from events.async_layout import split_s3_uri
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AsyncRequest:
+    inference_id: str
+    endpoint_name: str
+    input_location: str
+    content_type: str
+    accept: str | None
+    custom_attributes: str | None
+    output_location: str
+    failure_location: str
+    invocation_timeout_s: int
+    request_ttl_s: int
+    received_at: float
+
+
+@dataclass(frozen=True)
+class Notification:
+    """`AsyncInferenceConfig.OutputConfig.NotificationConfig`."""
+
+    success_topic: str | None
+    error_topic: str | None
+
+    @classmethod
+    def from_config(cls, output_config: dict[str, Any]) -> Notification:
+        config = output_config.get("NotificationConfig") or {}
+        return cls(config.get("SuccessTopic"), config.get("ErrorTopic"))
+
+
+class _Failed(Exception):
+    """An invocation that ends in the failure location: a reason and the body to store there."""
+
+    def __init__(self, reason: str, body: bytes, content_type: str = "text/plain") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.body = body
+        self.content_type = content_type
+
+
+class AsyncRunner:
+    def __init__(
+        self,
+        *,
+        endpoint_name: str,
+        containers: list[ServingContainer],
+        max_concurrent_per_instance: int,
+        notification: Notification,
+        s3: Any,
+        sns: Any,
+        region: str,
+    ) -> None:
+        self.endpoint_name = endpoint_name
+        self._notification = notification
+        self._s3 = s3
+        self._sns = sns
+        self._region = region
+        self._queue: queue.Queue[AsyncRequest] = queue.Queue()
+        self._active: set[str] = set()
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._peak_in_flight = 0
+        self.max_concurrent_per_instance = max_concurrent_per_instance
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._work, args=(container,), name=f"{endpoint_name}-{i}-{slot}", daemon=True)
+            for i, container in enumerate(containers)
+            for slot in range(max_concurrent_per_instance)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, request: AsyncRequest) -> bool:
+        """Queue a request; False when the same inference id is already queued or running."""
+        with self._lock:
+            if request.inference_id in self._active:
+                return False
+            self._active.add(request.inference_id)
+        self._queue.put(request)
+        return True
+
+    @property
+    def backlog(self) -> int:
+        with self._lock:
+            return len(self._active)
+
+    @property
+    def peak_in_flight(self) -> int:
+        """The most container calls ever open at once, over all instances (tests check the limit)."""
+        with self._lock:
+            return self._peak_in_flight
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(5)
+
+    def _work(self, container: ServingContainer) -> None:
+        while not self._stop.is_set():
+            try:
+                request = self._queue.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            try:
+                self._process(container, request)
+            except Exception:
+                log.exception("async request %s could not be completed", request.inference_id)
+            finally:
+                with self._lock:
+                    self._active.discard(request.inference_id)
+
+    def _process(self, container: ServingContainer, request: AsyncRequest) -> None:
+        try:
+            if time.time() - request.received_at > request.request_ttl_s:
+                raise _Failed("Request expired: it waited longer than RequestTTLSeconds", b"Request expired")
+            content_type, body = self._invoke(container, request, self._read_input(request))
+        except _Failed as failed:
+            self._put(request.failure_location, failed.body, failed.content_type)
+            self._publish_error(request, failed.reason)
+            return
+        self._put(request.output_location, body, content_type)
+        self._publish_success(request, content_type)
+
+    def _read_input(self, request: AsyncRequest) -> bytes:
+        bucket, key = split_s3_uri(request.input_location)
+        try:
+            return bytes(self._s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        except Exception as exc:
+            message = f"ClientError: Unable to read the input location {request.input_location}: {exc}"
+            raise _Failed(message, message.encode()) from None
+
+    def _invoke(self, container: ServingContainer, request: AsyncRequest, payload: bytes) -> tuple[str, bytes]:
+        headers = {
+            "Content-Type": request.content_type,
+            "X-Amzn-SageMaker-Inference-Id": request.inference_id,
+        }
+        if request.accept:
+            headers["Accept"] = request.accept
+        if request.custom_attributes:
+            headers["X-Amzn-SageMaker-Custom-Attributes"] = request.custom_attributes
+        http = urllib.request.Request(f"{container.url}/invocations", data=payload, headers=headers, method="POST")
+        with self._lock:
+            self._in_flight += 1
+            self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
+        try:
+            with urllib.request.urlopen(http, timeout=request.invocation_timeout_s) as response:
+                return response.headers.get("Content-Type", "application/octet-stream"), response.read()
+        except urllib.error.HTTPError as exc:
+            body = exc.read()
+            kind = "client" if exc.code < 500 else "server"
+            reason = (
+                f"ClientError: Received {kind} error ({exc.code}) from primary with message "
+                f'"{body.decode(errors="replace")[:500]}". See the container log for more information.'
+            )
+            raise _Failed(reason, body, exc.headers.get("Content-Type", "application/json")) from None
+        except TimeoutError:
+            message = f"Inference timed out after {request.invocation_timeout_s}s (InvocationTimeoutSeconds)"
+            raise _Failed(message, message.encode()) from None
+        except OSError as exc:  # connection refused or reset: the container is down
+            message = f"ServerError: the model container did not answer: {exc}"
+            raise _Failed(message, message.encode()) from None
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    def _put(self, location: str, body: bytes, content_type: str) -> None:
+        bucket, key = split_s3_uri(location)
+        self._s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
+
+    def _base_message(self, request: AsyncRequest, status: str) -> dict[str, Any]:
+        return {
+            "awsRegion": self._region,
+            "eventTime": _iso(time.time()),
+            "receivedTime": _iso(request.received_at),
+            "invocationStatus": status,
+            "requestParameters": {
+                "contentType": request.content_type,
+                "endpointName": request.endpoint_name,
+                "inputLocation": request.input_location,
+            },
+            "inferenceId": request.inference_id,
+            "eventVersion": "1.0",
+            "eventSource": "aws:sagemaker",
+            "eventName": "InferenceResult",
+        }
+
+    def _publish_success(self, request: AsyncRequest, content_type: str) -> None:
+        message = self._base_message(request, "Completed")
+        message["responseParameters"] = {
+            "contentType": content_type,
+            "outputLocation": request.output_location,
+        }
+        self._publish(self._notification.success_topic, message)
+
+    def _publish_error(self, request: AsyncRequest, reason: str) -> None:
+        message = self._base_message(request, "Failed")
+        message["failureReason"] = reason
+        message["failureLocation"] = request.failure_location
+        self._publish(self._notification.error_topic, message)
+
+    def _publish(self, topic: str | None, message: dict[str, Any]) -> None:
+        if topic:
+            self._sns.publish(TopicArn=topic, Message=json.dumps(message))
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

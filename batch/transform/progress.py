@@ -1,0 +1,98 @@
+"""Waiting for a transform job with a progress bar, then getting its summary.
+
+Progress is measured where it really shows: the `.out` objects that appear under the job's output
+path (SageMaker's Describe has no counts). After the end, the completion handler normally writes
+`_SUMMARY.json`; if it does not within a while (no handler deployed), the launcher finalises itself,
+which is safe since finalising is idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from batch.transform.finalize import existing_summary, finalize
+from batch.transform.plan import JobPlan
+
+log = logging.getLogger(__name__)
+
+END_STATES = ("Completed", "Failed", "Stopped")
+# Counting means listing the job's output path at every poll: beyond this, show the status only.
+MAX_COUNTED_IMAGES = 100_000
+
+
+def images_with_output(s3: Any, plan: JobPlan) -> int:
+    out = plan.transform_output_uri
+    names: set[str] = set()
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=out.bucket, Prefix=out.prefix):
+        names.update(obj["Key"][len(out.prefix) :] for obj in page.get("Contents", []))
+    if plan.mode == "images":
+        return sum(1 for rel in plan.keys if rel + ".out" in names)
+    return sum(len(shard.images) for shard in plan.shards if shard.rel + ".out" in names)
+
+
+def wait_for_job(
+    sagemaker: Any,
+    s3: Any,
+    plan: JobPlan,
+    *,
+    poll_s: float = 5.0,
+    timeout_s: float | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Poll until the job ends; returns its final Describe."""
+    from tqdm import tqdm
+
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    with tqdm(total=len(plan.keys), unit="img", desc=plan.job_name, disable=not show_progress) as bar:
+        while True:
+            job: dict[str, Any] = sagemaker.describe_transform_job(TransformJobName=plan.job_name)
+            status = job["TransformJobStatus"]
+            if len(plan.keys) <= MAX_COUNTED_IMAGES:
+                try:
+                    bar.update(images_with_output(s3, plan) - bar.n)
+                except Exception:  # progress is cosmetic; never fail the wait on it
+                    log.debug("progress listing failed", exc_info=True)
+            bar.set_postfix_str(status)
+            if status in END_STATES:
+                return job
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"transform job {plan.job_name} still {status} after {timeout_s:.0f}s")
+            time.sleep(poll_s)
+
+
+def settle_summary(
+    s3: Any, plan: JobPlan, job: dict[str, Any], *, wait_s: float = 60.0, poll_s: float = 1.0
+) -> dict[str, Any]:
+    """The summary the completion handler writes, or our own if none appears within `wait_s`."""
+    status = str(job["TransformJobStatus"])
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        found = existing_summary(s3, plan, status)
+        if found is not None:
+            return found
+        time.sleep(poll_s)
+    log.info("no summary from the completion handler after %.0fs: finalising here", wait_s)
+    return finalize(s3, plan, job)
+
+
+def format_report(job: dict[str, Any], summary: dict[str, Any]) -> str:
+    timings = summary.get("timings") or {}
+    lines = [
+        f"job:      {job['TransformJobName']} ({job['TransformJobStatus']})",
+        f"images:   {summary['images']} total, {summary['done']} done, {summary['failed']} failed",
+        f"output:   {summary['output']}keypoints/  and  {summary['output']}annotated/",
+        f"summary:  {summary['output']}_SUMMARY.json",
+    ]
+    if timings.get("transform_seconds") is not None:
+        lines.append(
+            f"time:     {timings['transform_seconds']:.1f} s ({timings.get('images_per_second') or 0:.2f} img/s)"
+        )
+    if job.get("FailureReason"):
+        lines.append(f"reason:   {job['FailureReason']}")
+    for failure in summary.get("failures", [])[:10]:
+        lines.append(f"failed:   {failure['key']}: {failure['error']['code']}: {failure['error']['message']}")
+    if summary["failed"] > 10:
+        lines.append(f"          ... and {summary['failed'] - 10} more (see _SUMMARY.json)")
+    return "\n".join(lines)

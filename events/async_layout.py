@@ -1,0 +1,177 @@
+"""Where asynchronous inference reads and writes: one mapping from an input key to its outputs, shared
+by the S3-event handler, the async client and the local stand-in (stdlib only, so it ships in the
+Lambda zip).
+
+    <input prefix>/<rel>  ->  <output root>/keypoints/<rel>.json   result or error record (the container)
+                          ->  <output root>/annotated/<rel>        annotated JPEG (the container)
+    SageMaker's own objects:  <output root>/_async/responses/      the endpoint's S3OutputPath
+                              <output root>/_async/failures/       the endpoint's S3FailurePath
+
+The container writes the mirrored keys itself (custom attributes `keypoints_output`,
+`annotated_output`): InvokeEndpointAsync's `Filename` (32 chars of [A-Za-z0-9-_.], one dot) and
+`S3OutputPathExtension` ([a-zA-Z0-9!_.*'()/-]) cannot name most keys (`a.jpg.json`, spaces, unicode),
+so SageMaker's response and failure objects keep their default names under `_async/`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+from dataclasses import dataclass
+from urllib.parse import quote
+
+KEYPOINTS_FOLDER = "keypoints"
+ANNOTATED_FOLDER = "annotated"
+ASYNC_FOLDER = "_async"
+RESPONSES_PATH = ASYNC_FOLDER + "/responses"
+FAILURES_PATH = ASYNC_FOLDER + "/failures"
+RESULT_SUFFIX = ".json"
+KEY_TOO_LONG = "key_too_long"
+
+# The formats the container decodes, by file extension (the handler skips anything else).
+IMAGE_CONTENT_TYPES = {
+    "jpg": "image/jpeg",
+    "jpeg": "image/jpeg",
+    "png": "image/png",
+    "webp": "image/webp",
+    "bmp": "image/bmp",
+    "tif": "image/tiff",
+    "tiff": "image/tiff",
+}
+MAX_INFERENCE_ID = 64  # InvokeEndpointAsync's limit
+MAX_CUSTOM_ATTRIBUTES = 1024  # ASCII characters
+
+
+class KeyTooLong(ValueError):
+    """The output locations of a key do not fit in CustomAttributes: no retry can ever help."""
+
+    code = KEY_TOO_LONG
+
+
+def content_type_for(key: str) -> str | None:
+    """The image content type for a key, by extension; None for anything that is not an image."""
+    extension = posixpath.splitext(key)[1].lower().lstrip(".")
+    return IMAGE_CONTENT_TYPES.get(extension)
+
+
+def as_prefix(prefix: str) -> str:
+    """'' stays '' (the whole bucket); anything else ends with exactly one '/'."""
+    prefix = prefix.strip("/")
+    return prefix + "/" if prefix else ""
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    if not uri.startswith("s3://"):
+        raise ValueError(f"not an S3 URI: {uri[:200]!r}")
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    if not bucket:
+        raise ValueError(f"S3 URI has no bucket: {uri[:200]!r}")
+    return bucket, key
+
+
+def inference_id(bucket: str, key: str, version: str | None) -> str:
+    """Deterministic per object version (versionId, else ETag): a duplicated or re-delivered event
+    yields the same id, and so the same output, never a second one."""
+    material = "\n".join((bucket, key, (version or "").strip('"')))
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()[:MAX_INFERENCE_ID]
+
+
+def error_record(code: str, message: str) -> bytes:
+    """The record a failed image leaves at its mirrored keypoints key (the container's shape)."""
+    return json.dumps({"error": {"code": code, "message": message}}).encode("utf-8")
+
+
+def output_root_of(s3_output_path: str) -> str:
+    """`s3://bucket/prefix/` from an endpoint's `S3OutputPath` `s3://bucket/prefix/_async/responses`."""
+    path = s3_output_path.rstrip("/")
+    if not path.endswith("/" + RESPONSES_PATH) or not path.startswith("s3://"):
+        raise ValueError(f"S3OutputPath {path} must end in /{RESPONSES_PATH}")
+    return path[: -len(RESPONSES_PATH)]
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Everything one invocation needs to put its outputs at the mirrored keys."""
+
+    input_uri: str
+    relative_key: str
+    content_type: str
+    keypoints_uri: str
+    annotated_uri: str
+
+    @property
+    def custom_attributes(self) -> str:
+        """Both output locations for the container; raises `KeyTooLong` past SageMaker's limit."""
+        # Percent-encoded so spaces, ';', '=' and non-ASCII keys survive the header as ASCII.
+        attributes = (
+            f"keypoints_output={quote(self.keypoints_uri, safe=':/')};"
+            f"annotated_output={quote(self.annotated_uri, safe=':/')}"
+        )
+        if len(attributes) > MAX_CUSTOM_ATTRIBUTES:
+            raise KeyTooLong(
+                f"the output locations of {self.input_uri[:200]} need {len(attributes)} characters of "
+                f"CustomAttributes once percent-encoded; SageMaker allows {MAX_CUSTOM_ATTRIBUTES}: use a shorter key"
+            )
+        return attributes
+
+
+@dataclass(frozen=True)
+class AsyncLayout:
+    """Input prefix in the input bucket, output root (bucket + prefix) for every output."""
+
+    input_bucket: str
+    input_prefix: str
+    output_bucket: str
+    output_prefix: str
+
+    @classmethod
+    def create(cls, input_uri: str, output_uri: str) -> AsyncLayout:
+        """From `s3://bucket/input/` and `s3://bucket/output/`."""
+        input_bucket, input_prefix = split_s3_uri(input_uri)
+        output_bucket, output_prefix = split_s3_uri(output_uri)
+        return cls(input_bucket, as_prefix(input_prefix), output_bucket, as_prefix(output_prefix))
+
+    @property
+    def output_root(self) -> str:
+        return f"s3://{self.output_bucket}/{self.output_prefix}"
+
+    @property
+    def s3_output_path(self) -> str:
+        """The endpoint's `AsyncInferenceConfig.OutputConfig.S3OutputPath` (SageMaker's responses)."""
+        return self.output_root + RESPONSES_PATH
+
+    @property
+    def s3_failure_path(self) -> str:
+        return self.output_root + FAILURES_PATH
+
+    def is_output_key(self, bucket: str, key: str) -> bool:
+        """Outputs, SageMaker's `_async/` objects included, must never trigger inference (no loops)."""
+        if bucket != self.output_bucket:
+            return False
+        if self.output_prefix:
+            return key.startswith(self.output_prefix)
+        return any(key.startswith(f + "/") for f in (KEYPOINTS_FOLDER, ANNOTATED_FOLDER, ASYNC_FOLDER))
+
+    def relative_key(self, bucket: str, key: str) -> str | None:
+        """The key below the input prefix; None when the object is not an input."""
+        if bucket != self.input_bucket or not key.startswith(self.input_prefix):
+            return None
+        if self.is_output_key(bucket, key):
+            return None
+        relative = key[len(self.input_prefix) :]
+        return relative if relative and not relative.endswith("/") else None
+
+    def place(self, bucket: str, key: str) -> Placement | None:
+        """The placement of an input object; None when it is not an image under the input prefix."""
+        relative = self.relative_key(bucket, key)
+        content_type = content_type_for(key)
+        if relative is None or content_type is None:
+            return None
+        return Placement(
+            input_uri=f"s3://{bucket}/{key}",
+            relative_key=relative,
+            content_type=content_type,
+            keypoints_uri=f"{self.output_root}{KEYPOINTS_FOLDER}/{relative}{RESULT_SUFFIX}",
+            annotated_uri=f"{self.output_root}{ANNOTATED_FOLDER}/{relative}",
+        )

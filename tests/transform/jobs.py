@@ -1,0 +1,86 @@
+"""Plain helpers for tests that run transform jobs on the local stack (no fixtures, no mocks)."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from batch.commands.local import upload_model
+from batch.local.stack import LocalStack
+from events.transform_completion import TOPIC_NAME
+
+END_STATES = ("Completed", "Failed", "Stopped")
+
+
+def wait_for_job(sagemaker: Any, name: str, *, timeout_s: float = 240.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job: dict[str, Any] = sagemaker.describe_transform_job(TransformJobName=name)
+        if job["TransformJobStatus"] in END_STATES:
+            return job
+        time.sleep(0.5)
+    raise TimeoutError(f"transform job {name} did not end within {timeout_s:.0f}s")
+
+
+def objects(s3: Any, bucket: str, prefix: str) -> dict[str, bytes]:
+    """Every object under `prefix`, by key relative to it."""
+    found: dict[str, bytes] = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            found[obj["Key"][len(prefix) :]] = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
+    return found
+
+
+@dataclass
+class Notifications:
+    """An SQS queue subscribed to the completion topic, drained into envelopes by job name."""
+
+    sqs: Any
+    queue_url: str
+    received: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    @classmethod
+    def subscribe(cls, stack: LocalStack, queue_name: str = "test-transform-notifications") -> Notifications:
+        sqs = stack.client("sqs")
+        url = sqs.create_queue(QueueName=queue_name)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns = stack.client("sns")
+        topic = sns.create_topic(Name=TOPIC_NAME)["TopicArn"]
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+        return cls(sqs, url)
+
+    def wait_for(self, job_name: str, *, timeout_s: float = 60.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not self.received.get(job_name):
+            for message in self.sqs.receive_message(
+                QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+            ).get("Messages", []):
+                envelope = json.loads(message["Body"])
+                job = envelope.get("MessageAttributes", {}).get("job", {}).get("Value", "")
+                self.received.setdefault(job, []).append(envelope)
+                self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return self.received.get(job_name, [])
+
+
+@dataclass
+class TransformStack:
+    stack: LocalStack
+    model_data: str
+    notifications: Notifications
+
+    @property
+    def bucket(self) -> str:
+        return self.stack.bucket
+
+    @classmethod
+    def start(cls, home: Path, model_path: Path, *, bucket: str) -> TransformStack:
+        stack = LocalStack(home, bucket=bucket).start()
+        try:
+            model_data = upload_model(stack.client("s3"), bucket, model_path, stack.home)
+            return cls(stack, model_data, Notifications.subscribe(stack))
+        except Exception:
+            stack.stop()
+            raise

@@ -1,0 +1,179 @@
+"""The main flow on the embedded stack with the real model on the CPU: images under a prefix (nested
+folders, spaces, unicode, corrupt files) -> `pose-batch transform` in both modes -> outputs at the
+mirrored keys, error records, the summary, the SNS notification; results equal the direct server's."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+
+from batch.commands.transform import execute
+from batch.transform.launcher import LaunchError, LaunchOptions
+from tests.builders import encode, gradient
+from tests.conftest import ServerFactory
+from tests.transform.jobs import TransformStack, objects
+
+pytestmark = pytest.mark.slow
+
+INPUT = "e2e/input/"
+CORRUPT = ("corrupt/not an image.jpg", "corrupt/empty.jpg")
+
+
+def build_inputs(sample_images: dict[str, bytes]) -> dict[str, bytes]:
+    zidane_png = encode(Image.open(io.BytesIO(sample_images["zidane.jpg"])), "PNG")
+    return {
+        "nested/deeper/bus.jpg": sample_images["bus.jpg"],
+        "nested/zidane.jpg": sample_images["zidane.jpg"],
+        "with space/bus copy.jpg": sample_images["bus.jpg"],
+        "ünïcødé/zidané 2.png": zidane_png,
+        "top level.jpg": encode(gradient(320, 240), "JPEG"),
+        CORRUPT[0]: b"this is not an image",
+        CORRUPT[1]: b"",
+    }
+
+
+@dataclass
+class Run:
+    mode: str
+    code: int
+    summary: dict[str, Any]
+    outputs: dict[str, bytes]
+    inputs: dict[str, bytes]
+
+
+@pytest.fixture(scope="module")
+def inputs(transform_stack: TransformStack, sample_images: dict[str, bytes]) -> dict[str, bytes]:
+    s3 = transform_stack.stack.client("s3")
+    files = build_inputs(sample_images)
+    for rel, body in files.items():
+        s3.put_object(Bucket=transform_stack.bucket, Key=INPUT + rel, Body=body)
+    return files
+
+
+@pytest.fixture(scope="module", params=["images", "manifest"])
+def run(request: pytest.FixtureRequest, transform_stack: TransformStack, inputs: dict[str, bytes]) -> Run:
+    mode = request.param
+    bucket = transform_stack.bucket
+    options = LaunchOptions(
+        input=f"s3://{bucket}/{INPUT}",
+        output=f"s3://{bucket}/e2e/output-{mode}/",
+        model_data=transform_stack.model_data,
+        mode=mode,
+        instance_type="ml.m5.xlarge",
+        # manifest mode: two instances, each given several shards
+        instance_count=2 if mode == "manifest" else 1,
+    )
+    code, summary = execute(options, wait=True, poll_s=0.5, summary_wait_s=90, show_progress=False)
+    assert summary is not None
+    outputs = objects(transform_stack.stack.client("s3"), bucket, f"e2e/output-{mode}/")
+    return Run(mode, code, summary, outputs, inputs)
+
+
+def good(run: Run) -> list[str]:
+    return [rel for rel in run.inputs if rel not in CORRUPT]
+
+
+def test_job_completes_and_exits_zero(run: Run) -> None:
+    assert run.code == 0
+    assert run.summary["status"] == "Completed"
+
+
+def test_every_input_has_its_outputs_at_the_mirrored_keys(run: Run) -> None:
+    keypoints = {k for k in run.outputs if k.startswith("keypoints/")}
+    annotated = {k for k in run.outputs if k.startswith("annotated/")}
+    assert keypoints == {f"keypoints/{rel}.json" for rel in run.inputs}
+    assert annotated == {f"annotated/{rel}" for rel in good(run)}
+    for rel in good(run):
+        record = json.loads(run.outputs[f"keypoints/{rel}.json"])
+        assert "persons" in record and "annotated_jpeg_base64" not in record
+        assert run.outputs[f"annotated/{rel}"][:2] == b"\xff\xd8"  # a JPEG
+    assert json.loads(run.outputs["keypoints/nested/deeper/bus.jpg.json"])["persons"]
+    assert json.loads(run.outputs["keypoints/top level.jpg.json"])["persons"] == []
+
+
+def test_corrupt_files_get_error_records(run: Run) -> None:
+    for rel in CORRUPT:
+        record = json.loads(run.outputs[f"keypoints/{rel}.json"])
+        assert set(record) == {"error"}
+        assert record["error"]["code"] and record["error"]["message"]
+
+
+def test_summary_counts_every_image_once(run: Run) -> None:
+    summary = json.loads(run.outputs["_SUMMARY.json"])
+    assert summary == run.summary
+    assert (summary["images"], summary["done"], summary["failed"]) == (7, 5, 2)
+    assert sorted(f["key"] for f in summary["failures"]) == sorted(INPUT + rel for rel in CORRUPT)
+    assert summary["timings"]["transform_seconds"] > 0 and summary["timings"]["images_per_second"] > 0
+
+
+def test_one_sns_notification_with_the_status(run: Run, transform_stack: TransformStack) -> None:
+    envelopes = transform_stack.notifications.wait_for(run.summary["job_name"])
+    assert len(envelopes) == 1
+    assert envelopes[0]["Subject"].endswith(": Completed")
+    message = envelopes[0]["Message"]
+    assert "7 in total, 5 done, 2 failed" in message
+    assert f"s3://{transform_stack.bucket}/e2e/output-{run.mode}/" in message
+
+
+def test_results_equal_the_direct_servers(run: Run, server_factory: ServerFactory) -> None:
+    url = server_factory()
+    for rel in good(run):
+        direct = httpx.post(
+            f"{url}/invocations", content=run.inputs[rel], headers={"Content-Type": "image/*"}, timeout=60
+        ).json()
+        batch = json.loads(run.outputs[f"keypoints/{rel}.json"])
+        assert batch["image"] == direct["image"]
+        assert len(batch["persons"]) == len(direct["persons"]), rel
+        for ours, theirs in zip(batch["persons"], direct["persons"], strict=True):
+            assert ours["score"] == pytest.approx(theirs["score"], abs=1e-3)
+            assert ours["box"] == pytest.approx(theirs["box"], abs=0.05)
+            assert [v for kp in ours["keypoints"] for v in kp] == pytest.approx(
+                [v for kp in theirs["keypoints"] for v in kp], abs=0.05
+            )
+
+
+def test_a_failed_file_fails_the_job_and_still_gets_an_error_record(
+    transform_stack: TransformStack, sample_images: dict[str, bytes]
+) -> None:
+    s3, bucket = transform_stack.stack.client("s3"), transform_stack.bucket
+    s3.put_object(Bucket=bucket, Key="big/ok.jpg", Body=sample_images["zidane.jpg"])
+    s3.put_object(Bucket=bucket, Key="big/huge.bin", Body=os.urandom(1024 * 1024 + 1))
+    options = LaunchOptions(
+        input=f"s3://{bucket}/big/",
+        output=f"s3://{bucket}/big-out/",
+        model_data=transform_stack.model_data,
+        max_payload_mb=1,
+    )
+    code, summary = execute(options, wait=True, poll_s=0.5, summary_wait_s=90, show_progress=False)
+    assert code == 1 and summary is not None
+    assert summary["status"] == "Failed" and "huge.bin" in summary["failure_reason"]
+    assert (summary["done"], summary["failed"]) == (1, 1)
+    record = json.loads(s3.get_object(Bucket=bucket, Key="big-out/keypoints/huge.bin.json")["Body"].read())
+    assert record["error"]["code"] == "no_transform_output"
+    envelopes = transform_stack.notifications.wait_for(summary["job_name"])
+    assert [e["Subject"].rsplit(": ", 1)[1] for e in envelopes] == ["Failed"]
+
+
+@pytest.mark.parametrize(
+    ("source", "output", "message"),
+    [
+        ("empty/", "empty-out/", "no objects"),
+        ("e2e/", "e2e/input/out/", "must not contain each other"),
+    ],
+)
+def test_launch_refuses_what_cannot_work(
+    transform_stack: TransformStack, source: str, output: str, message: str
+) -> None:
+    bucket = transform_stack.bucket
+    options = LaunchOptions(
+        input=f"s3://{bucket}/{source}", output=f"s3://{bucket}/{output}", model_data=transform_stack.model_data
+    )
+    with pytest.raises(LaunchError, match=message):
+        execute(options, wait=False)
