@@ -167,7 +167,7 @@ def bench_forward(settings: Any, bodies: Sequence[bytes], count: int) -> Measure
     ]
     shape = collections.Counter(p.canvas.shape for p in prepared).most_common(1)[0][0]
     canvases = [p.canvas for p in prepared if p.canvas.shape == shape]
-    batch_size = settings.max_batch_size
+    batch_size = engine.max_batch_size
     import torch
 
     host_batch = np.stack([canvases[i % len(canvases)] for i in range(batch_size)])

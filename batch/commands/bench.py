@@ -11,9 +11,10 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "throughput.py"
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("bench", help="throughput benchmark (run from a checkout)", add_help=False)
-    parser.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments for benchmarks/throughput.py")
-    parser.set_defaults(func=run)
+    parser = subparsers.add_parser(
+        "bench", help="throughput benchmark (run from a checkout; arguments as benchmarks/throughput.py --help)"
+    )
+    parser.set_defaults(func=run, passes_extra_arguments=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -21,4 +22,4 @@ def run(args: argparse.Namespace) -> int:
         print(f"the benchmark lives in a source checkout ({SCRIPT} is missing)")
         return 2
     main = runpy.run_path(str(SCRIPT))["main"]
-    return int(main(args.bench_args))
+    return int(main(getattr(args, "extra_arguments", [])))

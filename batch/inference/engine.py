@@ -73,9 +73,10 @@ class PoseEngine:
         )
         self.max_pixels = settings.max_image_pixels
         self.cpu_pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="cpu")
+        self.max_batch_size = settings.batch_size_for(backend.device.type)
         self._batcher: DynamicBatcher[BatchItem, Prediction | PoseError] = DynamicBatcher(
             self.run_batch,
-            max_batch_size=settings.max_batch_size,
+            max_batch_size=self.max_batch_size,
             max_wait_s=settings.max_batch_wait_ms / 1000.0,
         )
 

@@ -70,7 +70,11 @@ def create_app(settings: Settings, load_engine: EngineLoader = PoseEngine.load) 
 
     @app.get("/execution-parameters", summary="Batch Transform tuning advertised to SageMaker")
     async def execution_parameters() -> dict[str, object]:
-        concurrency = settings.advertised_concurrency
+        if runtime.handler is not None:
+            batch_size = runtime.handler.engine.max_batch_size
+        else:  # asked before the model is loaded: guess the device the way the engine will choose it
+            batch_size = settings.batch_size_for("cuda" if _cuda_available() else "cpu")
+        concurrency = settings.advertised_concurrency(batch_size)
         # SageMaker requires MaxConcurrentTransforms x MaxPayloadInMB <= 100.
         payload_mb = max(1, min(6, 100 // concurrency))
         return {"MaxConcurrentTransforms": concurrency, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": payload_mb}
@@ -139,6 +143,12 @@ def _error_response(runtime: Runtime, exc: PoseError) -> Response:
     if not as_record:
         log.info("invocation refused (%d %s): %s", exc.status, exc.code, exc.message)
     return JSONResponse(exc.to_dict(), status_code=status)
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
 
 
 async def _load(runtime: Runtime, load_engine: EngineLoader) -> None:
