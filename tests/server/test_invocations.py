@@ -7,13 +7,12 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import httpx
 import pytest
 from PIL import Image
 
 from batch.local.moto_server import MotoServer
-from tests.builders import encode, gradient, png_header_only
+from tests.builders import encode, gradient, local_client, png_header_only
 from tests.conftest import ServerFactory
 
 pytestmark = pytest.mark.slow
@@ -135,13 +134,7 @@ def moto() -> Iterator[MotoServer]:
 
 
 def _s3(moto: MotoServer) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=moto.url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    return local_client("s3", moto.url)
 
 
 def test_annotated_image_written_to_s3(

@@ -7,12 +7,12 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 
 from batch.local.moto_server import MotoServer
 from batch.transform.finalize import finalize
 from batch.transform.plan import JobPlan, Shard
+from tests.builders import local_client
 
 JOB = {"TransformJobStatus": "Completed", "TransformStartTime": 1000.0, "TransformEndTime": 1004.0}
 RESULT = {"model": "m", "image": {"width": 2, "height": 2}, "persons": []}
@@ -21,13 +21,7 @@ RESULT = {"model": "m", "image": {"width": 2, "height": 2}, "persons": []}
 @pytest.fixture(scope="module")
 def s3() -> Iterator[Any]:
     with MotoServer() as moto:
-        client = boto3.client(
-            "s3",
-            endpoint_url=moto.url,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+        client = local_client("s3", moto.url)
         client.create_bucket(Bucket="bucket")
         yield client
 

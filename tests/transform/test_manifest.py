@@ -6,25 +6,19 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 
 from batch.local.moto_server import MotoServer
 from batch.s3_uri import S3Uri
 from batch.transform.manifest import build_shards, list_keys, manifest_line, shard_count, split_evenly
 from batch.transform.plan import JobPlan
+from tests.builders import local_client
 
 
 @pytest.fixture(scope="module")
 def s3() -> Iterator[Any]:
     with MotoServer() as moto:
-        client = boto3.client(
-            "s3",
-            endpoint_url=moto.url,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+        client = local_client("s3", moto.url)
         client.create_bucket(Bucket="bucket")
         yield client
 
