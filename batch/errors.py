@@ -57,7 +57,9 @@ class InvalidManifest(PoseError):
     code = "invalid_manifest_line"
 
 
-class InvalidS3Uri(PoseError):
+class InvalidS3Uri(PoseError, ValueError):
+    """Also a ValueError: code outside the server (Lambda handlers, CLIs) treats it as bad input."""
+
     code = "invalid_s3_uri"
 
 

@@ -210,7 +210,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     os.environ.setdefault("YOLO_OFFLINE", "1")
-    import boto3
 
     from batch.local.container import ServingContainer
     from batch.local.moto_server import MotoServer
@@ -232,19 +231,16 @@ def main(argv: list[str] | None = None) -> int:
     results["forward"] = bench_forward(settings, bodies, args.count)
 
     with MotoServer() as moto, tempfile.TemporaryDirectory() as scratch:
-        aws_env = {
-            "AWS_ENDPOINT_URL": moto.url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }  # fmt: skip
-        s3 = boto3.client("s3", endpoint_url=moto.url, region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
+        s3 = moto.client("s3")
         s3.create_bucket(Bucket="bench")
         uris = []
         for n, body in enumerate(bodies):
             s3.put_object(Bucket="bench", Key=f"input/{n:05d}.jpg", Body=body)
             uris.append(f"s3://bench/input/{n:05d}.jpg")
         container = ServingContainer(
-            model_dir=Path(scratch), environment={**env, "POSE_ALLOWED_BUCKETS": "bench"}, aws_environment=aws_env
+            model_dir=Path(scratch),
+            environment={**env, "POSE_ALLOWED_BUCKETS": "bench"},
+            aws_environment=moto.environment,
         ).start()
         try:
             client = Client(container.url)

@@ -1,6 +1,6 @@
 """Where asynchronous inference reads and writes: one mapping from an input key to its outputs, shared
-by the S3-event handler, the async client and the local stand-in (stdlib only, so it ships in the
-Lambda zip).
+by the S3-event handler, the async client and the local stand-in (standard library and
+`batch.s3_uri` only, so it ships in the Lambda zip without the inference stack).
 
     <input prefix>/<rel>  ->  <output root>/keypoints/<rel>.json   result or error record (the container)
                           ->  <output root>/annotated/<rel>        annotated JPEG (the container)
@@ -20,6 +20,8 @@ import json
 import posixpath
 from dataclasses import dataclass
 from urllib.parse import quote
+
+from batch.s3_uri import S3Uri
 
 KEYPOINTS_FOLDER = "keypoints"
 ANNOTATED_FOLDER = "annotated"
@@ -59,15 +61,6 @@ def as_prefix(prefix: str) -> str:
     """'' stays '' (the whole bucket); anything else ends with exactly one '/'."""
     prefix = prefix.strip("/")
     return prefix + "/" if prefix else ""
-
-
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    if not uri.startswith("s3://"):
-        raise ValueError(f"not an S3 URI: {uri[:200]!r}")
-    bucket, _, key = uri[len("s3://") :].partition("/")
-    if not bucket:
-        raise ValueError(f"S3 URI has no bucket: {uri[:200]!r}")
-    return bucket, key
 
 
 def inference_id(bucket: str, key: str, version: str | None) -> str:
@@ -128,9 +121,9 @@ class AsyncLayout:
     @classmethod
     def create(cls, input_uri: str, output_uri: str) -> AsyncLayout:
         """From `s3://bucket/input/` and `s3://bucket/output/`."""
-        input_bucket, input_prefix = split_s3_uri(input_uri)
-        output_bucket, output_prefix = split_s3_uri(output_uri)
-        return cls(input_bucket, as_prefix(input_prefix), output_bucket, as_prefix(output_prefix))
+        source = S3Uri.parse(input_uri, allow_empty_key=True)
+        target = S3Uri.parse(output_uri, allow_empty_key=True)
+        return cls(source.bucket, as_prefix(source.key), target.bucket, as_prefix(target.key))
 
     @property
     def output_root(self) -> str:

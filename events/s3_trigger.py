@@ -2,8 +2,8 @@
 
 Accepts S3 notifications directly, wrapped in SQS, wrapped in SNS (enveloped or raw), and EventBridge
 "Object Created" events, also nested (S3 -> SNS -> SQS): see `events.s3_events`. Plain Python
-(stdlib + boto3), so it deploys as a plain Lambda zip; the local stack runs this same code behind its
-SQS poller.
+(stdlib, boto3 and `batch.s3_uri`; no inference stack), so it deploys as a plain Lambda zip; the local
+stack runs this same code behind its SQS poller.
 
 Outputs are named by the container (custom attributes `keypoints_output`, `annotated_output`), not by
 `Filename`/`S3OutputPathExtension`, which cannot spell most keys. A key whose two percent-encoded
@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from batch.s3_uri import S3Uri
 from events.async_layout import (
     AsyncLayout,
     KeyTooLong,
@@ -37,7 +38,6 @@ from events.async_layout import (
     error_record,
     inference_id,
     output_root_of,
-    split_s3_uri,
 )
 from events.s3_events import ObjectCreated, is_sqs_event, object_events
 
@@ -143,7 +143,8 @@ class S3Trigger:
         placement = self.layout_for(created.bucket).place(created.bucket, created.key)
         if placement is None or self._s3 is None:
             return
-        bucket, key = split_s3_uri(placement.keypoints_uri)
+        target = S3Uri.parse(placement.keypoints_uri)
+        bucket, key = target.bucket, target.key
         if len(key.encode("utf-8")) > _MAX_S3_KEY_BYTES:
             log.error(
                 "no error record for s3://%s/%s: its keypoints key is too long for S3", created.bucket, created.key

@@ -19,14 +19,13 @@ from typing import Any
 from batch import aws
 from batch.s3_uri import S3Uri
 from batch.transform.finalize import finalize, read_object
-from batch.transform.plan import PLAN_ENV, JobPlan, summary_uri
+from batch.transform.plan import END_STATES, PLAN_ENV, JobPlan, summary_uri
 
 log = logging.getLogger(__name__)
 
 TOPIC_NAME = "posebatch-transform-complete"
 TOPIC_ENV = "POSEBATCH_TRANSFORM_TOPIC_ARN"
 DETAIL_TYPE = "SageMaker Transform Job State Change"
-END_STATES = ("Completed", "Failed", "Stopped")
 EVENT_PATTERN: dict[str, Any] = {
     "source": ["aws.sagemaker"],
     "detail-type": [DETAIL_TYPE],

@@ -5,9 +5,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
-from typing import Any
 
-import boto3
 import numpy as np
 from PIL import Image
 
@@ -34,15 +32,4 @@ def png_header_only(width: int, height: int) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return (
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
-    )
-
-
-def local_client(service: str, endpoint_url: str) -> Any:
-    """A boto3 client for a moto server on loopback (fake credentials, us-east-1)."""
-    return boto3.client(
-        service,
-        endpoint_url=endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
     )

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from batch.local.container import ServingContainer
-from events.async_layout import split_s3_uri
+from batch.s3_uri import S3Uri
 
 log = logging.getLogger(__name__)
 
@@ -103,11 +103,6 @@ class AsyncRunner:
         return True
 
     @property
-    def backlog(self) -> int:
-        with self._lock:
-            return len(self._active)
-
-    @property
     def peak_in_flight(self) -> int:
         """The most container calls ever open at once, over all instances (tests check the limit)."""
         with self._lock:
@@ -145,9 +140,9 @@ class AsyncRunner:
         self._publish_success(request, content_type)
 
     def _read_input(self, request: AsyncRequest) -> bytes:
-        bucket, key = split_s3_uri(request.input_location)
+        source = S3Uri.parse(request.input_location)
         try:
-            return bytes(self._s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+            return bytes(self._s3.get_object(Bucket=source.bucket, Key=source.key)["Body"].read())
         except Exception as exc:
             message = f"ClientError: Unable to read the input location {request.input_location}: {exc}"
             raise _Failed(message, message.encode()) from None
@@ -187,8 +182,8 @@ class AsyncRunner:
                 self._in_flight -= 1
 
     def _put(self, location: str, body: bytes, content_type: str) -> None:
-        bucket, key = split_s3_uri(location)
-        self._s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
+        target = S3Uri.parse(location)
+        self._s3.put_object(Bucket=target.bucket, Key=target.key, Body=body, ContentType=content_type)
 
     def _base_message(self, request: AsyncRequest, status: str) -> dict[str, Any]:
         return {

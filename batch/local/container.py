@@ -122,6 +122,13 @@ class ServingContainer:
                 self._process.wait()
         self._process = None
 
+    def ping(self, timeout_s: float = 2.0) -> bool:
+        """SageMaker's health check: True when /ping answers 200, False on any error or timeout."""
+        try:
+            return self.get_json("/ping", timeout_s)[0] == 200
+        except (OSError, ValueError):
+            return False
+
     def get_json(self, path: str, timeout_s: float = 5.0) -> tuple[int, Any]:
         import json
 

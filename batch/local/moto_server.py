@@ -5,17 +5,43 @@ from __future__ import annotations
 import subprocess
 import sys
 from types import TracebackType
+from typing import Any
+
+import boto3
 
 from batch.local.ports import free_port, wait_http_ok
 
+REGION = "us-east-1"
+# moto accepts any credentials; fixed fake ones keep a stray real profile from ever being used.
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+}
+
 
 class MotoServer:
-    """`with MotoServer() as moto: boto3.client("s3", endpoint_url=moto.url, ...)`."""
+    """`with MotoServer() as moto: s3 = moto.client("s3")`; child processes get `moto.environment`."""
 
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """What another process needs to use this server as its AWS."""
+        return {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": self.url}
+
+    def client(self, service: str) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=self.url,
+            region_name=REGION,
+            aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        )
 
     def start(self, timeout_s: float = 30.0) -> MotoServer:
         self._process = subprocess.Popen(

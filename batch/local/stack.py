@@ -20,7 +20,7 @@ from typing import Any
 import uvicorn
 
 from batch import aws
-from batch.local.moto_server import MotoServer
+from batch.local.moto_server import REGION, MotoServer
 from batch.local.ports import free_port, wait_http_ok
 from batch.local.sagemaker_api import LocalSageMaker
 from batch.local.sqs_poller import LambdaHandler, SqsLambdaPoller
@@ -30,19 +30,13 @@ log = logging.getLogger(__name__)
 DEFAULT_BUCKET = "posebatch-local"
 DEFAULT_HOME = Path(".posebatch")
 STATE_FILE_NAME = "local-stack.json"
-_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
-}
 
 
 class LocalStack:
     def __init__(self, home: Path = DEFAULT_HOME, *, bucket: str = DEFAULT_BUCKET) -> None:
         self.home = home.resolve()
         self.bucket = bucket
-        self.region = _CREDENTIALS["AWS_REGION"]
+        self.region = REGION
         self.moto = MotoServer()
         self.sagemaker = LocalSageMaker(region=self.region)
         self.sagemaker_port = free_port()
@@ -56,8 +50,7 @@ class LocalStack:
     def environment(self) -> dict[str, str]:
         """What a process needs to talk to this stack instead of AWS."""
         return {
-            **_CREDENTIALS,
-            "AWS_ENDPOINT_URL": self.moto.url,
+            **self.moto.environment,
             "AWS_ENDPOINT_URL_SAGEMAKER": self.sagemaker_url,
             "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": self.sagemaker_url,
         }

@@ -111,7 +111,7 @@ class Instance:
             while time.monotonic() < deadline:
                 if not current.alive():
                     break
-                if _pings(failed_url):
+                if current.ping():
                     return
                 time.sleep(0.2)
             log.warning("container of instance %d died or stopped answering; restarting it", self.index)
@@ -123,14 +123,6 @@ class Instance:
         with self._lock:
             if self.container is not None:
                 self.container.stop(grace_s=10)
-
-
-def _pings(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/ping", timeout=2) as response:
-            return 200 <= response.status < 300
-    except (OSError, TimeoutError):
-        return False
 
 
 class InstanceWorker:

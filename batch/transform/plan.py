@@ -25,6 +25,10 @@ PLAN_ENV = "POSEBATCH_PLAN"
 PLAN_VERSION = 1
 
 
+# The transform job states SageMaker never leaves.
+END_STATES = ("Completed", "Failed", "Stopped")
+
+
 def keypoints_uri(output: S3Uri, rel: str) -> S3Uri:
     return output.child(f"keypoints/{rel}.json")
 

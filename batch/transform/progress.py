@@ -13,11 +13,10 @@ import time
 from typing import Any
 
 from batch.transform.finalize import existing_summary, finalize
-from batch.transform.plan import JobPlan
+from batch.transform.plan import END_STATES, JobPlan
 
 log = logging.getLogger(__name__)
 
-END_STATES = ("Completed", "Failed", "Stopped")
 # Counting means listing the job's output path at every poll: beyond this, show the status only.
 MAX_COUNTED_IMAGES = 100_000
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
 from PIL import Image
 
 from batch.local.moto_server import MotoServer
-from tests.builders import encode, gradient, local_client, png_header_only
+from tests.builders import encode, gradient, png_header_only
 from tests.conftest import ServerFactory
 
 pytestmark = pytest.mark.slow
@@ -133,19 +132,12 @@ def moto() -> Iterator[MotoServer]:
         yield server
 
 
-def _s3(moto: MotoServer) -> Any:
-    return local_client("s3", moto.url)
-
-
 def test_annotated_image_written_to_s3(
     server_factory: ServerFactory, moto: MotoServer, sample_images: dict[str, bytes]
 ) -> None:
-    s3 = _s3(moto)
+    s3 = moto.client("s3")
     s3.create_bucket(Bucket="out-bucket")
-    url = server_factory(
-        AWS_ENDPOINT_URL=moto.url, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION="us-east-1", POSE_ALLOWED_BUCKETS="out-bucket",
-    )  # fmt: skip
+    url = server_factory(**moto.environment, POSE_ALLOWED_BUCKETS="out-bucket")
     key = "annotated/nested dir/été+1.jpg"
     attribute = "annotated_output=s3://out-bucket/annotated/nested%20dir/%C3%A9t%C3%A9%2B1.jpg"
     response = post(url, sample_images["bus.jpg"], **{ATTRS: attribute})
@@ -173,14 +165,11 @@ def test_annotated_image_written_to_s3(
 
 
 def test_manifest_lines(server_factory: ServerFactory, moto: MotoServer, sample_images: dict[str, bytes]) -> None:
-    s3 = _s3(moto)
+    s3 = moto.client("s3")
     s3.create_bucket(Bucket="manifest-bucket")
     s3.put_object(Bucket="manifest-bucket", Key="in/a b/bus.jpg", Body=sample_images["bus.jpg"])
     s3.put_object(Bucket="manifest-bucket", Key="in/broken.jpg", Body=b"corrupt")
-    url = server_factory(
-        AWS_ENDPOINT_URL=moto.url, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION="us-east-1", POSE_ALLOWED_BUCKETS="manifest-bucket",
-    )  # fmt: skip
+    url = server_factory(**moto.environment, POSE_ALLOWED_BUCKETS="manifest-bucket")
     lines = [
         '{"image": "s3://manifest-bucket/in/a b/bus.jpg", "keypoints": "s3://manifest-bucket/out/k/a b/bus.jpg.json",'
         ' "annotated": "s3://manifest-bucket/out/a/a b/bus.jpg"}',

@@ -12,7 +12,6 @@ import pytest
 from batch.local.moto_server import MotoServer
 from batch.transform.finalize import finalize
 from batch.transform.plan import JobPlan, Shard
-from tests.builders import local_client
 
 JOB = {"TransformJobStatus": "Completed", "TransformStartTime": 1000.0, "TransformEndTime": 1004.0}
 RESULT = {"model": "m", "image": {"width": 2, "height": 2}, "persons": []}
@@ -21,7 +20,7 @@ RESULT = {"model": "m", "image": {"width": 2, "height": 2}, "persons": []}
 @pytest.fixture(scope="module")
 def s3() -> Iterator[Any]:
     with MotoServer() as moto:
-        client = local_client("s3", moto.url)
+        client = moto.client("s3")
         client.create_bucket(Bucket="bucket")
         yield client
 

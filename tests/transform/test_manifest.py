@@ -12,13 +12,12 @@ from batch.local.moto_server import MotoServer
 from batch.s3_uri import S3Uri
 from batch.transform.manifest import build_shards, list_keys, manifest_line, shard_count, split_evenly
 from batch.transform.plan import JobPlan
-from tests.builders import local_client
 
 
 @pytest.fixture(scope="module")
 def s3() -> Iterator[Any]:
     with MotoServer() as moto:
-        client = local_client("s3", moto.url)
+        client = moto.client("s3")
         client.create_bucket(Bucket="bucket")
         yield client
 
