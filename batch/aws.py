@@ -3,17 +3,16 @@ by botocore itself, which is how the same code talks to AWS or to the embedded l
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import boto3
 from botocore.config import Config
 
-_DEFAULT_REGION = "us-east-1"
+from batch.orchestration_settings import aws_region
 
 
 def region() -> str:
-    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or _DEFAULT_REGION
+    return aws_region()
 
 
 def client(service: str, *, endpoint_url: str | None = None, max_pool: int = 32) -> Any:

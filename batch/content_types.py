@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import posixpath
+
 from batch.errors import NotAcceptable, UnsupportedMediaType
 
 JSON = "application/json"
@@ -13,6 +15,24 @@ IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff
 # Manifest bodies: one S3 reference per line (Batch Transform SplitType=Line).
 JSON_LINES_TYPES = (JSON_LINES, "application/x-jsonlines", "application/json-lines", "application/jsonl")
 ACCEPT_TYPES = (JSON, JPEG)
+
+# The image formats the container decodes, by file extension: what the S3 trigger submits, the async
+# client lists and `pose-batch predict` picks up from folders; anything else is skipped.
+IMAGE_EXTENSIONS = {
+    "jpg": "image/jpeg",
+    "jpeg": "image/jpeg",
+    "png": "image/png",
+    "webp": "image/webp",
+    "bmp": "image/bmp",
+    "tif": "image/tiff",
+    "tiff": "image/tiff",
+}
+
+
+def image_type_for(name: str) -> str | None:
+    """The image content type for a file name or S3 key, by extension; None if it is not an image."""
+    extension = posixpath.splitext(name)[1].lower().lstrip(".")
+    return IMAGE_EXTENSIONS.get(extension)
 
 
 def _base(content_type: str) -> str:

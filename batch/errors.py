@@ -9,6 +9,14 @@ from __future__ import annotations
 from typing import ClassVar
 
 
+def error_record(code: str, message: str) -> dict[str, dict[str, str]]:
+    """The one error record (`schema.ErrorRecord`): what a bad input gets instead of a result.
+
+    Plain dicts, so the Lambda handlers write it without pydantic; `tests/test_schema.py` checks it
+    validates as `schema.ErrorRecord`, the model readers parse it with."""
+    return {"error": {"code": code, "message": message}}
+
+
 class PoseError(Exception):
     status: ClassVar[int] = 400
     code: ClassVar[str] = "bad_request"
@@ -18,7 +26,7 @@ class PoseError(Exception):
         self.message = message
 
     def to_dict(self) -> dict[str, dict[str, str]]:
-        return {"error": {"code": self.code, "message": self.message}}
+        return error_record(self.code, self.message)
 
 
 class EmptyBody(PoseError):
@@ -73,6 +81,12 @@ class S3ObjectError(PoseError):
 
     status = 424
     code = "s3_error"
+
+
+class KeyTooLong(PoseError, ValueError):
+    """The output locations of an S3 key do not fit in CustomAttributes: no retry can ever help."""
+
+    code = "key_too_long"
 
 
 class ModelNotReady(PoseError):

@@ -24,8 +24,8 @@ from batch.annotate import annotated_jpeg
 from batch.custom_attributes import InferenceOptions
 from batch.errors import InvalidManifest, PoseError
 from batch.inference.engine import PoseEngine, Prediction
+from batch.manifest_line import ManifestLine
 from batch.s3_store import S3Store
-from batch.s3_uri import S3Uri
 from batch.schema import ErrorDetail, ManifestLineResult
 from batch.settings import Settings
 
@@ -36,13 +36,6 @@ log = logging.getLogger(__name__)
 class Reply:
     body: bytes
     content_type: str
-
-
-@dataclass(frozen=True)
-class ManifestLine:
-    image: S3Uri
-    keypoints: S3Uri | None = None
-    annotated: S3Uri | None = None
 
 
 class InvocationHandler:
@@ -95,7 +88,7 @@ class InvocationHandler:
     async def _manifest_line(self, text: str, options: InferenceOptions) -> ManifestLineResult:
         reference = text.strip()[:1024]
         try:
-            line = parse_manifest_line(text)
+            line = ManifestLine.parse(text)
             reference = str(line.image)
             for output in (line.keypoints, line.annotated):
                 if output is not None:
@@ -131,32 +124,3 @@ class InvocationHandler:
         return await loop.run_in_executor(
             self.engine.cpu_pool, annotated_jpeg, prediction.image.rgb, prediction.result, quality
         )
-
-
-def parse_manifest_line(text: str) -> ManifestLine:
-    """`{"image": uri, "keypoints"?: uri, "annotated"?: uri}`, a JSON string, or a bare S3 URI."""
-    stripped = text.strip()
-    if stripped.startswith(("{", '"')):
-        try:
-            value = json.loads(stripped)
-        except json.JSONDecodeError as exc:
-            raise InvalidManifest(f"manifest line is not valid JSON: {exc.msg}") from None
-    else:
-        value = stripped
-    if isinstance(value, str):
-        return ManifestLine(S3Uri.parse(value))
-    if not isinstance(value, dict) or not isinstance(value.get("image"), str):
-        raise InvalidManifest('manifest line must be an S3 URI or an object with an "image" S3 URI')
-    unknown = set(value) - {"image", "keypoints", "annotated"}
-    if unknown:
-        raise InvalidManifest(f"manifest line has unknown fields: {', '.join(sorted(unknown))}")
-
-    def optional(name: str) -> S3Uri | None:
-        found = value.get(name)
-        if found is None:
-            return None
-        if not isinstance(found, str):
-            raise InvalidManifest(f'manifest line field "{name}" must be an S3 URI string')
-        return S3Uri.parse(found)
-
-    return ManifestLine(S3Uri.parse(value["image"]), optional("keypoints"), optional("annotated"))

@@ -85,8 +85,8 @@ def run(args: argparse.Namespace) -> int:
     from batch.commands.local import checkpoint_from, upload_model
     from batch.commands.transform import execute
     from batch.local.stack import LocalStack
+    from batch.transform.completion import TOPIC_NAME
     from batch.transform.launcher import LaunchOptions
-    from events.transform_completion import TOPIC_NAME
 
     checkpoint = checkpoint_from(args.model)
     images = args.images or sample_images()

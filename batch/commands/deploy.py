@@ -37,8 +37,9 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from batch import aws
+    from batch.async_inference.layout import AsyncLayout
     from batch.deploy.async_endpoint import AsyncEndpointSpec, configure_autoscaling, deploy
-    from events.async_layout import ANNOTATED_FOLDER, KEYPOINTS_FOLDER, AsyncLayout
+    from batch.output_layout import ANNOTATED_FOLDER, KEYPOINTS_FOLDER
 
     if args.local:
         _use_local_stack(args)

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+from batch.content_types import image_type_for
 
 
 def register(subparsers: Any) -> None:
@@ -25,7 +25,7 @@ def collect_images(inputs: list[Path]) -> list[Path]:
     found: list[Path] = []
     for item in inputs:
         if item.is_dir():
-            found.extend(sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES))
+            found.extend(sorted(p for p in item.rglob("*") if image_type_for(p.name)))
         else:
             found.append(item)
     return found
@@ -33,7 +33,7 @@ def collect_images(inputs: list[Path]) -> list[Path]:
 
 def run(args: argparse.Namespace) -> int:
     from batch.annotate import annotated_jpeg
-    from batch.errors import PoseError
+    from batch.errors import PoseError, error_record
     from batch.inference.engine import PoseEngine
     from batch.settings import Settings
 
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         except (PoseError, OSError) as exc:
             message = exc.message if isinstance(exc, PoseError) else str(exc)
             code = exc.code if isinstance(exc, PoseError) else "unreadable_file"
-            error = {"error": {"code": code, "message": message}}
+            error = error_record(code, message)
             (args.out / f"{path.name}.error.json").write_text(json.dumps(error, indent=2))
             print(f"{path}: ERROR {message}")
             return False

@@ -29,7 +29,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from batch.async_client import AsyncPoseClient, run_sync
+    from batch.async_inference.client import AsyncPoseClient, run_sync
+    from batch.errors import error_record
 
     endpoint, input_root = args.endpoint, args.input_root
     if args.local:
@@ -47,6 +48,6 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(outcome.as_dict(), ensure_ascii=False))
     failed = [o for o in outcomes if o.error is not None]
     if not outcomes:
-        print(json.dumps({"error": {"code": "no_images", "message": f"no images at {args.uri}"}}))
+        print(json.dumps(error_record("no_images", f"no images at {args.uri}")))
         return 1
     return 1 if failed else 0

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from events.async_layout import AsyncLayout
+from batch.async_inference.layout import AsyncLayout
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """The default asynchronous endpoint of the local stack, deployed with the same boto3 code as on AWS,
-and its S3-event path: bucket notification (input prefix) -> SQS -> `events.s3_trigger` (the Lambda's
+and its S3-event path: bucket notification (input prefix) -> SQS -> `batch.async_inference.trigger` (the Lambda's
 own code, run by the stack's SQS poller). Dropping a file into the local bucket is then enough.
 """
 
@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from batch.async_inference.layout import AsyncLayout
+from batch.async_inference.trigger import build_handler
 from batch.deploy.async_endpoint import AsyncEndpointSpec, configure_autoscaling, deploy
-from events.async_layout import AsyncLayout
-from events.s3_trigger import TriggerConfig, build_handler
+from batch.orchestration_settings import TriggerConfig
 
 if TYPE_CHECKING:
     from batch.local.stack import LocalStack

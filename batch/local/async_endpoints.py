@@ -10,7 +10,7 @@ response object is `<S3OutputPath>/<inference id>.out` and the failure object
 `Filename`, checked against the API's patterns).
 
 `deploy_local_endpoint` deploys the default endpoint through the same boto3 code as on AWS and wires
-the S3-event path: bucket notification -> SQS -> `events.s3_trigger` (the Lambda's code).
+the S3-event path: bucket notification -> SQS -> `batch.async_inference.trigger` (the Lambda's code).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from batch.local.sagemaker_api import SageMakerApiError, arn, not_found, validat
 from batch.local.transform_job import TransformJob, container_environment, resolve_parameters
 from batch.local.transform_runner import InputFile, Instance, InstanceWorker, spread_over_instances
 from batch.s3_uri import S3Uri
-from events import transform_completion
+from batch.transform import completion
 
 if TYPE_CHECKING:
     from batch.local.stack import LocalStack
@@ -252,13 +252,13 @@ def install(stack: LocalStack) -> None:
     stack.sagemaker.register("StopTransformJob", jobs.stop_job)
     stack.sagemaker.shutdown_hooks.append(jobs.shutdown)
 
-    topic_arn = stack.client("sns").create_topic(Name=transform_completion.TOPIC_NAME)["TopicArn"]
+    topic_arn = stack.client("sns").create_topic(Name=completion.TOPIC_NAME)["TopicArn"]
 
-    def completion(event: dict[str, Any], context: Any) -> Any:
-        return transform_completion.handler(event, context, topic_arn=topic_arn)
+    def on_job_event(event: dict[str, Any], context: Any) -> Any:
+        return completion.handle_records(event, topic_arn=topic_arn)
 
-    queue_arn = stack.add_sqs_lambda(QUEUE_NAME, completion, batch_size=1)
+    queue_arn = stack.add_sqs_lambda(QUEUE_NAME, on_job_event, batch_size=1)
     events = stack.client("events")
-    events.put_rule(Name=RULE_NAME, EventPattern=json.dumps(transform_completion.EVENT_PATTERN), State="ENABLED")
+    events.put_rule(Name=RULE_NAME, EventPattern=json.dumps(completion.EVENT_PATTERN), State="ENABLED")
     events.put_targets(Rule=RULE_NAME, Targets=[{"Id": "transform-completion", "Arn": queue_arn}])
     log.info("local transform jobs ready (topic %s)", topic_arn)

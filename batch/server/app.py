@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 
 from batch import content_types
 from batch.custom_attributes import InferenceOptions, parse_custom_attributes
-from batch.errors import ModelNotReady, PayloadTooLarge, PoseError
+from batch.errors import ModelNotReady, PayloadTooLarge, PoseError, error_record
 from batch.inference.engine import PoseEngine
 from batch.s3_store import S3Store
 from batch.schema import ErrorRecord
@@ -98,7 +98,7 @@ def create_app(settings: Settings, load_engine: EngineLoader = PoseEngine.load) 
             return _error_response(runtime, exc)
         except Exception:
             log.exception("invocation failed")
-            body = {"error": {"code": "internal_error", "message": "internal error; see the container log"}}
+            body = error_record("internal_error", "internal error; see the container log")
             return JSONResponse(body, status_code=500)
 
     return app

@@ -22,6 +22,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from batch.errors import error_record
 from batch.s3_uri import S3Uri
 from batch.transform.plan import JobPlan, Shard, annotated_uri, keypoints_uri, summary_uri
 
@@ -87,7 +88,9 @@ class Finalizer:
         return summary
 
     def _write_error(self, outcome: Outcome) -> None:
-        _put_json(self.s3, keypoints_uri(self.plan.output_uri, outcome.rel), {"error": outcome.error})
+        error = outcome.error or {}
+        record = error_record(error.get("code", "error"), error.get("message", ""))
+        _put_json(self.s3, keypoints_uri(self.plan.output_uri, outcome.rel), record)
 
     def _image(self, rel: str) -> Outcome:
         body = read_object(self.s3, self.plan.transform_output_uri.child(rel + ".out"))

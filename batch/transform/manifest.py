@@ -8,12 +8,12 @@ the others.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from batch.manifest_line import ManifestLine
 from batch.s3_uri import S3Uri
 from batch.transform.plan import JobPlan, Shard, annotated_uri, keypoints_uri
 
@@ -58,16 +58,9 @@ def split_evenly(keys: list[str], parts: int) -> Iterator[list[str]]:
 
 
 def manifest_line(plan: JobPlan, rel: str) -> str:
-    """One line of the container's manifest format: the image and where its outputs go."""
+    """The image and where its outputs go (the container reads it with `ManifestLine.parse`)."""
     output = plan.output_uri
-    return json.dumps(
-        {
-            "image": str(plan.image_uri(rel)),
-            "keypoints": str(keypoints_uri(output, rel)),
-            "annotated": str(annotated_uri(output, rel)),
-        },
-        ensure_ascii=False,
-    )
+    return ManifestLine(plan.image_uri(rel), keypoints_uri(output, rel), annotated_uri(output, rel)).to_json()
 
 
 def build_shards(

@@ -18,6 +18,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from batch.output_layout import annotated_key, keypoints_key
 from batch.s3_uri import S3Uri
 
 Mode = Literal["images", "manifest"]
@@ -30,11 +31,11 @@ END_STATES = ("Completed", "Failed", "Stopped")
 
 
 def keypoints_uri(output: S3Uri, rel: str) -> S3Uri:
-    return output.child(f"keypoints/{rel}.json")
+    return output.child(keypoints_key(rel))
 
 
 def annotated_uri(output: S3Uri, rel: str) -> S3Uri:
-    return output.child(f"annotated/{rel}")
+    return output.child(annotated_key(rel))
 
 
 def summary_uri(output: S3Uri) -> S3Uri:

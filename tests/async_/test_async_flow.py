@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from batch.async_client import AsyncPoseClient
+from batch.async_inference.client import AsyncPoseClient
+from batch.async_inference.layout import inference_id
+from batch.errors import KeyTooLong
 from batch.schema import ErrorRecord, PoseResult
-from events.async_layout import KEY_TOO_LONG, inference_id
 
 pytestmark = pytest.mark.slow
 
@@ -244,7 +245,7 @@ def test_cli_submit_local_waits_for_results_and_errors(stack: Any) -> None:
     assert lines["person.jpg"]["status"] == "ok" and lines["person.jpg"]["persons"] >= 1
     assert lines["person.jpg"]["keypoints"] == f"s3://{BUCKET}/{OUT}keypoints/person.jpg.json"
     assert lines["garbage.png"]["status"] == "error" and lines["garbage.png"]["error"]["code"] == "invalid_image"
-    assert lines["ü" * 300 + ".jpg"]["error"]["code"] == KEY_TOO_LONG
+    assert lines["ü" * 300 + ".jpg"]["error"]["code"] == KeyTooLong.code
 
 
 def test_cli_deploy_local_keeps_the_running_endpoint(stack: Any) -> None:

@@ -13,9 +13,11 @@ import botocore.session
 import pytest
 from botocore.validate import validate_parameters
 
-from events.async_layout import KEY_TOO_LONG, AsyncLayout, inference_id, output_root_of
-from events.s3_events import ObjectCreated, object_events
-from events.s3_trigger import S3Trigger, TriggerConfig, build_handler
+from batch.async_inference.layout import AsyncLayout, inference_id, output_root_of
+from batch.async_inference.s3_notifications import ObjectCreated, object_events
+from batch.async_inference.trigger import S3Trigger, build_handler
+from batch.errors import KeyTooLong
+from batch.orchestration_settings import TriggerConfig
 
 BUCKET = "posebatch-test"
 CONFIG = TriggerConfig(endpoint_name="pose-async", input_prefix="in/", output_uri=f"s3://{BUCKET}/out/")
@@ -299,4 +301,4 @@ def test_a_key_too_long_for_custom_attributes_is_rejected_once_with_an_error_rec
     assert handler(s3_event(key), None) == {"submitted": 0, "rejected": 1}
     body = stack.client("s3").get_object(Bucket=BUCKET, Key=f"out/keypoints/{key[3:]}.json")["Body"].read()
     error = json.loads(body)["error"]
-    assert error["code"] == KEY_TOO_LONG and "CustomAttributes" in error["message"]
+    assert error["code"] == KeyTooLong.code and "CustomAttributes" in error["message"]

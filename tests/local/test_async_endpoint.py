@@ -12,8 +12,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from batch.async_inference.layout import AsyncLayout
 from batch.deploy.async_endpoint import AsyncEndpointSpec, deploy
-from events.async_layout import AsyncLayout
 
 BUCKET = "posebatch-endpoint-test"
 

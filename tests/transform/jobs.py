@@ -10,8 +10,8 @@ from typing import Any
 
 from batch.commands.local import upload_model
 from batch.local.stack import LocalStack
+from batch.transform.completion import TOPIC_NAME
 from batch.transform.plan import END_STATES
-from events.transform_completion import TOPIC_NAME
 
 
 def wait_for_job(sagemaker: Any, name: str, *, timeout_s: float = 240.0) -> dict[str, Any]:

@@ -19,10 +19,14 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from batch import aws
+from batch.async_inference.layout import AsyncLayout, Placement, inference_id
+from batch.async_inference.trigger import endpoint_output_root, invocation_request
+from batch.content_types import image_type_for
+from batch.errors import KeyTooLong
+from batch.orchestration_settings import TriggerConfig
+from batch.output_layout import as_prefix
 from batch.s3_uri import S3Uri
 from batch.schema import ErrorDetail, ErrorRecord, PoseResult
-from events.async_layout import AsyncLayout, KeyTooLong, Placement, as_prefix, content_type_for, inference_id
-from events.s3_trigger import TriggerConfig, endpoint_output_root, invocation_request
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -97,7 +101,7 @@ class AsyncPoseClient:
                 log.debug("%s is not an object; listing it as a prefix", target)
         pages = s3.get_paginator("list_objects_v2").paginate(Bucket=target.bucket, Prefix=as_prefix(target.key))
         objects = await self._call(lambda: [o["Key"] for page in pages for o in page.get("Contents", [])])
-        return [key for key in objects if content_type_for(key)]
+        return [key for key in objects if image_type_for(key)]
 
     async def _submit_one(self, layout: AsyncLayout, bucket: str, key: str) -> Submission | Outcome:
         placement = layout.place(bucket, key)

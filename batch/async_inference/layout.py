@@ -1,6 +1,6 @@
-"""Where asynchronous inference reads and writes: one mapping from an input key to its outputs, shared
-by the S3-event handler, the async client and the local stand-in (standard library and
-`batch.s3_uri` only, so it ships in the Lambda zip without the inference stack).
+"""Where asynchronous inference reads and writes: one mapping from an input key to its outputs (the
+mirrored layout of `batch.output_layout`), shared by the S3 trigger, the async client and the local
+stand-in (standard library only, so it ships in the Lambda zip without the inference stack).
 
     <input prefix>/<rel>  ->  <output root>/keypoints/<rel>.json   result or error record (the container)
                           ->  <output root>/annotated/<rel>        annotated JPEG (the container)
@@ -16,51 +16,19 @@ so SageMaker's response and failure objects keep their default names under `_asy
 from __future__ import annotations
 
 import hashlib
-import json
-import posixpath
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from batch.content_types import image_type_for
+from batch.errors import KeyTooLong
+from batch.output_layout import ANNOTATED_FOLDER, KEYPOINTS_FOLDER, annotated_key, as_prefix, keypoints_key
 from batch.s3_uri import S3Uri
 
-KEYPOINTS_FOLDER = "keypoints"
-ANNOTATED_FOLDER = "annotated"
 ASYNC_FOLDER = "_async"
 RESPONSES_PATH = ASYNC_FOLDER + "/responses"
 FAILURES_PATH = ASYNC_FOLDER + "/failures"
-RESULT_SUFFIX = ".json"
-KEY_TOO_LONG = "key_too_long"
-
-# The formats the container decodes, by file extension (the handler skips anything else).
-IMAGE_CONTENT_TYPES = {
-    "jpg": "image/jpeg",
-    "jpeg": "image/jpeg",
-    "png": "image/png",
-    "webp": "image/webp",
-    "bmp": "image/bmp",
-    "tif": "image/tiff",
-    "tiff": "image/tiff",
-}
 MAX_INFERENCE_ID = 64  # InvokeEndpointAsync's limit
 MAX_CUSTOM_ATTRIBUTES = 1024  # ASCII characters
-
-
-class KeyTooLong(ValueError):
-    """The output locations of a key do not fit in CustomAttributes: no retry can ever help."""
-
-    code = KEY_TOO_LONG
-
-
-def content_type_for(key: str) -> str | None:
-    """The image content type for a key, by extension; None for anything that is not an image."""
-    extension = posixpath.splitext(key)[1].lower().lstrip(".")
-    return IMAGE_CONTENT_TYPES.get(extension)
-
-
-def as_prefix(prefix: str) -> str:
-    """'' stays '' (the whole bucket); anything else ends with exactly one '/'."""
-    prefix = prefix.strip("/")
-    return prefix + "/" if prefix else ""
 
 
 def inference_id(bucket: str, key: str, version: str | None) -> str:
@@ -68,11 +36,6 @@ def inference_id(bucket: str, key: str, version: str | None) -> str:
     yields the same id, and so the same output, never a second one."""
     material = "\n".join((bucket, key, (version or "").strip('"')))
     return hashlib.sha256(material.encode("utf-8")).hexdigest()[:MAX_INFERENCE_ID]
-
-
-def error_record(code: str, message: str) -> bytes:
-    """The record a failed image leaves at its mirrored keypoints key (the container's shape)."""
-    return json.dumps({"error": {"code": code, "message": message}}).encode("utf-8")
 
 
 def output_root_of(s3_output_path: str) -> str:
@@ -158,13 +121,13 @@ class AsyncLayout:
     def place(self, bucket: str, key: str) -> Placement | None:
         """The placement of an input object; None when it is not an image under the input prefix."""
         relative = self.relative_key(bucket, key)
-        content_type = content_type_for(key)
+        content_type = image_type_for(key)
         if relative is None or content_type is None:
             return None
         return Placement(
             input_uri=f"s3://{bucket}/{key}",
             relative_key=relative,
             content_type=content_type,
-            keypoints_uri=f"{self.output_root}{KEYPOINTS_FOLDER}/{relative}{RESULT_SUFFIX}",
-            annotated_uri=f"{self.output_root}{ANNOTATED_FOLDER}/{relative}",
+            keypoints_uri=self.output_root + keypoints_key(relative),
+            annotated_uri=self.output_root + annotated_key(relative),
         )

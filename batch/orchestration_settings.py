@@ -1,0 +1,93 @@
+"""Every environment name read outside the serving container, in one place: the Lambda handlers
+(`events/`), the launcher and the CLI defaults. Standard library only, so the Lambda zip needs
+nothing beyond boto3; the container's own settings are `batch.settings.Settings` (pydantic).
+
+Each reader takes a mapping (tests pass one) and defaults to the process environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from batch.output_layout import as_prefix
+
+DEFAULT_REGION = "us-east-1"
+
+# S3 trigger (Lambda configuration)
+ENDPOINT_NAME = "POSEBATCH_ENDPOINT_NAME"
+INPUT_PREFIX = "POSEBATCH_INPUT_PREFIX"
+OUTPUT_URI = "POSEBATCH_OUTPUT_URI"
+INVOCATION_TIMEOUT_S = "POSEBATCH_INVOCATION_TIMEOUT_S"
+REQUEST_TTL_S = "POSEBATCH_REQUEST_TTL_S"
+# Transform completion (Lambda configuration)
+TRANSFORM_TOPIC_ARN = "POSEBATCH_TRANSFORM_TOPIC_ARN"
+# CLI defaults for launching jobs and deploying the endpoint. One name per concept; the names
+# `pose-batch deploy` used to read are still accepted (deprecated).
+IMAGE_URI = "POSEBATCH_IMAGE_URI"
+ROLE_ARN = "POSEBATCH_ROLE_ARN"
+MODEL_DATA = "POSEBATCH_MODEL_DATA"
+DEPRECATED_ALIASES = {IMAGE_URI: "POSE_IMAGE_URI", ROLE_ARN: "POSE_SAGEMAKER_ROLE"}
+
+
+def _environ(environ: Mapping[str, str] | None) -> Mapping[str, str]:
+    return os.environ if environ is None else environ
+
+
+def _get(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name) or env.get(DEPRECATED_ALIASES.get(name, ""))
+    return (value.strip() or None) if value else None
+
+
+def _optional_int(text: str | None) -> int | None:
+    return int(text) if text and text.strip() else None
+
+
+def aws_region(environ: Mapping[str, str] | None = None) -> str:
+    env = _environ(environ)
+    return env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+
+
+@dataclass(frozen=True)
+class TriggerConfig:
+    """The S3 trigger: which endpoint, which inputs, where outputs go."""
+
+    endpoint_name: str
+    input_prefix: str = "input/"
+    output_uri: str | None = None
+    invocation_timeout_s: int | None = None
+    request_ttl_s: int | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> TriggerConfig:
+        env = _environ(environ)
+        endpoint = env.get(ENDPOINT_NAME, "").strip()
+        if not endpoint:
+            raise RuntimeError(f"{ENDPOINT_NAME} is not set")
+        return cls(
+            endpoint_name=endpoint,
+            input_prefix=as_prefix(env.get(INPUT_PREFIX, "input/")),
+            output_uri=env.get(OUTPUT_URI) or None,
+            invocation_timeout_s=_optional_int(env.get(INVOCATION_TIMEOUT_S)),
+            request_ttl_s=_optional_int(env.get(REQUEST_TTL_S)),
+        )
+
+
+def transform_topic_arn(environ: Mapping[str, str] | None = None) -> str | None:
+    """The SNS topic the transform completion handler publishes to; None: do not notify."""
+    return _get(_environ(environ), TRANSFORM_TOPIC_ARN)
+
+
+@dataclass(frozen=True)
+class DeploymentDefaults:
+    """What the CLI uses when `--image-uri`, `--role-arn`, `--model-data` are not given."""
+
+    image_uri: str | None = None
+    role_arn: str | None = None
+    model_data: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> DeploymentDefaults:
+        env = _environ(environ)
+        return cls(_get(env, IMAGE_URI), _get(env, ROLE_ARN), _get(env, MODEL_DATA))

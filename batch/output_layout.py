@@ -1,0 +1,30 @@
+"""The mirrored output layout, shared by Batch Transform (plan, manifests, finaliser) and asynchronous
+inference (trigger, client): one input key `<rel>` under an input prefix gives
+
+    <output root>/keypoints/<rel>.json   result or error record
+    <output root>/annotated/<rel>        annotated JPEG
+
+Standard library only: the Lambda handlers import it.
+"""
+
+from __future__ import annotations
+
+KEYPOINTS_FOLDER = "keypoints"
+ANNOTATED_FOLDER = "annotated"
+RESULT_SUFFIX = ".json"
+
+
+def keypoints_key(rel: str) -> str:
+    """The result's key relative to the output root."""
+    return f"{KEYPOINTS_FOLDER}/{rel}{RESULT_SUFFIX}"
+
+
+def annotated_key(rel: str) -> str:
+    """The annotated JPEG's key relative to the output root."""
+    return f"{ANNOTATED_FOLDER}/{rel}"
+
+
+def as_prefix(prefix: str) -> str:
+    """'' stays '' (the whole bucket); anything else ends with exactly one '/'."""
+    prefix = prefix.strip("/")
+    return prefix + "/" if prefix else ""
