@@ -1,9 +1,14 @@
-"""Packing a checkpoint into the `model.tar.gz` SageMaker unpacks into /opt/ml/model."""
+"""The model artifact: resolving a checkpoint (a file, or a model name Ultralytics downloads), packing it
+into the `model.tar.gz` SageMaker unpacks into /opt/ml/model, and uploading it."""
 
 from __future__ import annotations
 
 import tarfile
 from pathlib import Path
+from typing import Any
+
+MODEL_KEY = "models/posebatch/model.tar.gz"
+DEFAULT_MODEL = "yolo11n-pose.pt"  # downloaded by Ultralytics when no checkpoint is given
 
 
 def package_checkpoint(checkpoint: Path, output: Path) -> Path:
@@ -16,3 +21,35 @@ def package_checkpoint(checkpoint: Path, output: Path) -> Path:
     with tarfile.open(output, "w:gz") as tar:
         tar.add(checkpoint, arcname=checkpoint.name)
     return output
+
+
+def upload_model(s3: Any, bucket: str, checkpoint: Path, workdir: Path) -> str:
+    """Package the checkpoint as SageMaker's model.tar.gz and upload it; returns its S3 URI."""
+    archive = package_checkpoint(checkpoint, workdir / "model.tar.gz")
+    s3.upload_file(str(archive), bucket, MODEL_KEY)
+    return f"s3://{bucket}/{MODEL_KEY}"
+
+
+def checkpoint_from(value: str | None) -> Path:
+    """A local checkpoint file: the path given, or an Ultralytics model name downloaded by Ultralytics
+    (default yolo11n-pose.pt); a clear error when neither works (no such file, no internet)."""
+    name = value or DEFAULT_MODEL
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path
+    if path.parent != Path(".") or path.suffix != ".pt":
+        raise SystemExit(f"model checkpoint {path} does not exist")
+    from ultralytics.utils.downloads import attempt_download_asset
+
+    try:
+        downloaded = Path(attempt_download_asset(name))
+    except Exception as exc:
+        downloaded, reason = Path(name), str(exc)
+    else:
+        reason = "the download produced no file"
+    if not downloaded.is_file():
+        raise SystemExit(
+            f"no model: {name!r} is not a file and Ultralytics could not download it ({reason}); "
+            "pass --model PATH/TO/checkpoint.pt or set POSE_MODEL"
+        )
+    return downloaded

@@ -44,6 +44,15 @@ def _optional_int(text: str | None) -> int | None:
     return int(text) if text and text.strip() else None
 
 
+def child_process_environment(
+    overrides: Mapping[str, str], *, path_first: str, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment of a process the local stack starts (a stand-in container): this process's, with
+    `overrides` on top and `path_first` at the front of PATH."""
+    env = _environ(environ)
+    return {**env, **overrides, "PATH": f"{path_first}{os.pathsep}{env.get('PATH', '')}"}
+
+
 def aws_region(environ: Mapping[str, str] | None = None) -> str:
     env = _environ(environ)
     return env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION

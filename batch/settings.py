@@ -32,16 +32,6 @@ def parse_bool(value: object) -> bool:
     raise ValueError(f"expected a boolean (true/false), got {value!r}")
 
 
-def normalise_batch_strategy(value: str) -> Literal["SingleRecord", "MultiRecord"]:
-    """`MULTI_RECORD`, `MultiRecord` and `multi-record` all name the same strategy."""
-    key = value.replace("_", "").replace("-", "").strip().lower()
-    if key == "multirecord":
-        return "MultiRecord"
-    if key == "singlerecord":
-        return "SingleRecord"
-    raise ValueError(f"unknown batch strategy {value!r}: expected SingleRecord or MultiRecord")
-
-
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
@@ -100,9 +90,6 @@ class Settings(BaseSettings):
         validation_alias="POSE_BATCH_ERROR_RECORDS",
         description="Under Batch Transform, answer a bad image with 200 + error record instead of 4xx.",
     )
-    batch_strategy: Literal["SingleRecord", "MultiRecord"] | None = Field(
-        None, validation_alias="SAGEMAKER_BATCH_STRATEGY"
-    )
     max_concurrent_transforms: int | None = Field(None, ge=1, validation_alias="SAGEMAKER_MAX_CONCURRENT_TRANSFORMS")
     embed_annotated: bool = Field(
         False,
@@ -140,12 +127,13 @@ class Settings(BaseSettings):
             return None
         return parse_bool(value)
 
-    @field_validator("batch_strategy", mode="before")
+    @field_validator("imgsz")
     @classmethod
-    def _strategy(cls, value: object) -> str | None:
-        if value is None or value == "":
-            return None
-        return normalise_batch_strategy(str(value))
+    def _imgsz(cls, value: int) -> int:
+        # The same rule as a request's `imgsz` custom attribute (the model's stride is 32).
+        if value % 32:
+            raise ValueError(f"POSE_IMGSZ={value} must be a multiple of 32")
+        return value
 
     @field_validator("allowed_buckets", mode="before")
     @classmethod
@@ -166,6 +154,10 @@ class Settings(BaseSettings):
     def advertised_concurrency(self, batch_size: int) -> int:
         """Enough requests in flight to fill one model batch while the previous one runs."""
         return self.max_concurrent_transforms or 2 * batch_size
+
+    def updated(self, **changes: object) -> Settings:
+        """A copy with some fields changed (by field name), validated like the environment is."""
+        return type(self).model_validate({**self.model_dump(), **changes})
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

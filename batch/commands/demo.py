@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,6 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--out", type=Path, default=Path("demo-output"), help="where to copy the outputs")
     parser.add_argument(
         "--model",
-        default=os.environ.get("POSE_MODEL"),
         help="checkpoint or Ultralytics model name (default: $POSE_MODEL, else yolo11n-pose.pt)",
     )
     parser.add_argument("--mode", choices=("images", "manifest"), default="images")
@@ -82,13 +80,14 @@ def download_prefix(s3: Any, bucket: str, prefix: str, into: Path, *, skip: str 
 
 
 def run(args: argparse.Namespace) -> int:
-    from batch.commands.local import checkpoint_from, upload_model
     from batch.commands.transform import execute
     from batch.local.stack import LocalStack
+    from batch.model_package import checkpoint_from, upload_model
+    from batch.settings import Settings
     from batch.transform.completion import TOPIC_NAME
     from batch.transform.launcher import LaunchOptions
 
-    checkpoint = checkpoint_from(args.model)
+    checkpoint = checkpoint_from(args.model or Settings.from_env().pose_model)
     images = args.images or sample_images()
     if not images.is_dir():
         raise SystemExit(f"--images {images} is not a folder")
@@ -107,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
             mode=args.mode,
             instance_type="ml.m5.xlarge",
         )
-        code, _ = execute(options, wait=True, poll_s=1.0, summary_wait_s=120.0)
+        code, _ = execute(options, wait=True, clients=stack.client, poll_s=1.0, summary_wait_s=120.0)
         notification = receive_notification(stack.client("sqs"), queue_url, timeout_s=60.0)
         if notification is None:
             print("no SNS notification arrived within 60 s")

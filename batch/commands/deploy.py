@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from batch.orchestration_settings import DeploymentDefaults
+
+if TYPE_CHECKING:
+    from batch.aws import Clients
 
 
 def register(subparsers: Any) -> None:
+    defaults = DeploymentDefaults.from_env()
     parser = subparsers.add_parser(
         "deploy", aliases=["deploy-async"], help="deploy the async inference endpoint", description=__doc__
     )
@@ -20,9 +25,21 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--output", required=True, help="output root s3://bucket/prefix/ (keypoints/, annotated/, _async/)"
     )
-    parser.add_argument("--model-data", help="s3://.../model.tar.gz (default with --local: the uploaded model)")
-    parser.add_argument("--image", default=os.environ.get("POSE_IMAGE_URI"), help="ECR image URI of the container")
-    parser.add_argument("--role", default=os.environ.get("POSE_SAGEMAKER_ROLE"), help="SageMaker execution role ARN")
+    parser.add_argument(
+        "--model-data",
+        default=defaults.model_data,
+        help="s3://.../model.tar.gz (default: $POSEBATCH_MODEL_DATA; with --local: the uploaded model)",
+    )
+    parser.add_argument(
+        "--image",
+        default=defaults.image_uri,
+        help="ECR image URI of the container (default: $POSEBATCH_IMAGE_URI; $POSE_IMAGE_URI is deprecated)",
+    )
+    parser.add_argument(
+        "--role",
+        default=defaults.role_arn,
+        help="SageMaker execution role ARN (default: $POSEBATCH_ROLE_ARN; $POSE_SAGEMAKER_ROLE is deprecated)",
+    )
     parser.add_argument("--success-topic", help="SNS topic ARN for success notifications")
     parser.add_argument("--error-topic", help="SNS topic ARN for error notifications")
     parser.add_argument("--instance-type", default="ml.g5.xlarge")
@@ -41,8 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from batch.deploy.async_endpoint import AsyncEndpointSpec, configure_autoscaling, deploy
     from batch.output_layout import ANNOTATED_FOLDER, KEYPOINTS_FOLDER
 
-    if args.local:
-        _use_local_stack(args)
+    clients: Clients = _use_local_stack(args) if args.local else aws.client
     missing = [name for name in ("model_data", "image", "role") if not getattr(args, name)]
     if missing:
         raise SystemExit(f"missing: {', '.join('--' + m.replace('_', '-') for m in missing)}")
@@ -59,9 +75,9 @@ def run(args: argparse.Namespace) -> int:
         max_concurrent_invocations=args.max_concurrent,
         max_capacity=args.max_instances,
     )
-    described = deploy(spec, aws.client("sagemaker"))
+    described = deploy(spec, clients("sagemaker"))
     if not args.no_autoscaling:
-        configure_autoscaling(spec, aws.client("application-autoscaling"), aws.client("cloudwatch"))
+        configure_autoscaling(spec, clients("application-autoscaling"), clients("cloudwatch"))
     print(
         json.dumps(
             {
@@ -81,17 +97,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _use_local_stack(args: argparse.Namespace) -> None:
+def _use_local_stack(args: argparse.Namespace) -> Clients:
     """Point at the running stack: its stand-in and moto take the same calls as AWS. The S3-event
     path (a poller inside the stack's process) is wired by `pose-batch local up` itself."""
-    from batch import aws
-    from batch.commands.local import read_model_state
     from batch.local.async_deployment import LOCAL_IMAGE, LOCAL_ROLE
-    from batch.local.stack import activate_from_state_file
+    from batch.local.state import read_section, stack_clients
 
-    activate_from_state_file(Path(args.home))
-    args.model_data = args.model_data or read_model_state(Path(args.home)).get("model_data")
+    clients = stack_clients(Path(args.home))
+    args.model_data = args.model_data or read_section(Path(args.home), "model").get("model_data")
     args.image, args.role, args.instance_type = LOCAL_IMAGE, LOCAL_ROLE, "local"
-    sns = aws.client("sns")
+    sns = clients("sns")
     args.success_topic = args.success_topic or sns.create_topic(Name=f"{args.endpoint}-success")["TopicArn"]
     args.error_topic = args.error_topic or sns.create_topic(Name=f"{args.endpoint}-error")["TopicArn"]
+    return clients

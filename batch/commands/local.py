@@ -5,17 +5,13 @@ terminals (`pose-batch transform --local ...`) work against it."""
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import signal
 import sys
 import threading
 from pathlib import Path
 from typing import Any
 
-MODEL_STATE_FILE = "local-model.json"
-MODEL_KEY = "models/posebatch/model.tar.gz"
-DEFAULT_MODEL = "yolo11n-pose.pt"  # downloaded by Ultralytics when no checkpoint is given
+from batch.model_package import DEFAULT_MODEL
 
 
 def register(subparsers: Any) -> None:
@@ -24,7 +20,6 @@ def register(subparsers: Any) -> None:
     up = commands.add_parser("up", help="start the local stack and keep it running until Ctrl-C")
     up.add_argument(
         "--model",
-        default=os.environ.get("POSE_MODEL"),
         help="pose checkpoint (.pt) or Ultralytics model name to package and upload (default: $POSE_MODEL, "
         f"else {DEFAULT_MODEL}, downloaded by Ultralytics)",
     )
@@ -36,63 +31,18 @@ def register(subparsers: Any) -> None:
     up.set_defaults(func=run_up)
 
 
-def upload_model(s3: Any, bucket: str, checkpoint: Path, workdir: Path) -> str:
-    """Package the checkpoint as SageMaker's model.tar.gz and upload it; returns its S3 URI."""
-    from batch.model_package import package_checkpoint
-
-    archive = package_checkpoint(checkpoint, workdir / "model.tar.gz")
-    s3.upload_file(str(archive), bucket, MODEL_KEY)
-    return f"s3://{bucket}/{MODEL_KEY}"
-
-
-def write_model_state(home: Path, *, model_data: str, image_uri: str) -> Path:
-    path = home.resolve() / MODEL_STATE_FILE
-    path.write_text(json.dumps({"model_data": model_data, "image_uri": image_uri}, indent=2))
-    return path
-
-
-def read_model_state(home: Path) -> dict[str, str]:
-    path = home.resolve() / MODEL_STATE_FILE
-    if not path.exists():
-        return {}
-    data: dict[str, str] = json.loads(path.read_text())
-    return data
-
-
-def checkpoint_from(value: str | None) -> Path:
-    """A local checkpoint file: the path given, or an Ultralytics model name downloaded by Ultralytics
-    (default yolo11n-pose.pt); a clear error when neither works (no such file, no internet)."""
-    name = value or DEFAULT_MODEL
-    path = Path(name).expanduser()
-    if path.is_file():
-        return path
-    if path.parent != Path(".") or path.suffix != ".pt":
-        raise SystemExit(f"model checkpoint {path} does not exist")
-    from ultralytics.utils.downloads import attempt_download_asset
-
-    try:
-        downloaded = Path(attempt_download_asset(name))
-    except Exception as exc:
-        downloaded, reason = Path(name), str(exc)
-    else:
-        reason = "the download produced no file"
-    if not downloaded.is_file():
-        raise SystemExit(
-            f"no model: {name!r} is not a file and Ultralytics could not download it ({reason}); "
-            "pass --model PATH/TO/checkpoint.pt or set POSE_MODEL"
-        )
-    return downloaded
-
-
 def run_up(args: argparse.Namespace) -> int:
     from batch.local.stack import LocalStack
+    from batch.local.state import write_state
+    from batch.model_package import checkpoint_from, upload_model
+    from batch.settings import Settings
     from batch.transform.launcher import LOCAL_IMAGE_URI
 
-    checkpoint = checkpoint_from(args.model)
+    checkpoint = checkpoint_from(args.model or Settings.from_env().pose_model)
     home = Path(args.home)
     with LocalStack(home, bucket=args.bucket) as stack:
         model_data = upload_model(stack.client("s3"), stack.bucket, checkpoint, stack.home)
-        state = write_model_state(stack.home, model_data=model_data, image_uri=LOCAL_IMAGE_URI)
+        write_state(stack.home, model={"model_data": model_data, "image_uri": LOCAL_IMAGE_URI})
         if not args.no_async:
             from batch.local.async_deployment import deploy_local_endpoint
 
@@ -120,5 +70,4 @@ def run_up(args: argparse.Namespace) -> int:
             pass
         finally:
             print("stopping")
-            state.unlink(missing_ok=True)
     return 0

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("predict", help="pose local image files (no server, no AWS)")
     parser.add_argument("inputs", nargs="+", type=Path, help="image files or folders")
     parser.add_argument("--out", type=Path, default=Path("pose-output"), help="output folder")
-    parser.add_argument("--model", help="pose checkpoint or Ultralytics model name (sets POSE_MODEL)")
+    parser.add_argument("--model", help="pose checkpoint or Ultralytics model name (instead of $POSE_MODEL)")
     parser.set_defaults(func=run)
 
 
@@ -37,9 +36,10 @@ def run(args: argparse.Namespace) -> int:
     from batch.inference.engine import PoseEngine
     from batch.settings import Settings
 
+    settings = Settings.from_env()
     if args.model:
-        os.environ["POSE_MODEL"] = args.model
-    engine = PoseEngine.load(Settings.from_env())
+        settings = settings.updated(pose_model=args.model)
+    engine = PoseEngine.load(settings)
     images = collect_images(args.inputs)
     args.out.mkdir(parents=True, exist_ok=True)
 

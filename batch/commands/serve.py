@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("serve", help="run the SageMaker-compatible inference server")
-    parser.add_argument("--model", help="pose checkpoint or Ultralytics model name (sets POSE_MODEL)")
-    parser.add_argument("--port", type=int, help="port (sets SAGEMAKER_BIND_TO_PORT; default 8080)")
+    parser.add_argument("--model", help="pose checkpoint or Ultralytics model name (instead of $POSE_MODEL)")
+    parser.add_argument("--port", type=int, help="port (instead of $SAGEMAKER_BIND_TO_PORT; default 8080)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from batch.server.__main__ import main
 
+    overrides: dict[str, object] = {}
     if args.model:
-        os.environ["POSE_MODEL"] = args.model
+        overrides["pose_model"] = args.model
     if args.port:
-        os.environ["SAGEMAKER_BIND_TO_PORT"] = str(args.port)
-    return main(["serve"])
+        overrides["port"] = args.port
+    return main(["serve"], overrides=overrides)

@@ -7,7 +7,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from batch.aws import Clients
 
 DEFAULT_ENDPOINT = "posebatch-async"
 
@@ -29,20 +32,23 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from batch import aws
     from batch.async_inference.client import AsyncPoseClient, run_sync
     from batch.errors import error_record
 
     endpoint, input_root = args.endpoint, args.input_root
+    clients: Clients = aws.client
     if args.local:
-        from batch.local.async_deployment import read_state
-        from batch.local.stack import activate_from_state_file
+        from batch.local.state import read_section, stack_clients
 
-        activate_from_state_file(Path(args.home))
-        state = read_state(Path(args.home))
+        clients = stack_clients(Path(args.home))
+        state = read_section(Path(args.home), "async")
         endpoint = endpoint or state.get("endpoint_name")
         if input_root is None and args.uri.startswith(state.get("input_uri", "\0")):
             input_root = state["input_uri"]  # mirror outputs exactly as the S3 trigger does
-    client = AsyncPoseClient(endpoint or DEFAULT_ENDPOINT, output_uri=args.output, concurrency=args.concurrency)
+    client = AsyncPoseClient(
+        endpoint or DEFAULT_ENDPOINT, output_uri=args.output, concurrency=args.concurrency, clients=clients
+    )
     outcomes = run_sync(client.run(args.uri, wait=args.wait, timeout_s=args.timeout, input_root=input_root))
     for outcome in outcomes:
         print(json.dumps(outcome.as_dict(), ensure_ascii=False))

@@ -4,12 +4,14 @@ S3 prefix, on AWS or (`--local`) on the running embedded stack, optionally wait 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from batch.orchestration_settings import DeploymentDefaults
+
 if TYPE_CHECKING:
+    from batch.aws import Clients
     from batch.transform.launcher import LaunchOptions
 
 DEFAULT_HOME = ".posebatch"
@@ -24,7 +26,7 @@ def register(subparsers: Any) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    env = os.environ.get
+    defaults = DeploymentDefaults.from_env()
     parser.add_argument("input", help="s3://BUCKET/input/prefix/ holding the images")
     parser.add_argument("--output", required=True, help="s3://BUCKET/output/prefix/ for keypoints/, annotated/")
     parser.add_argument(
@@ -36,9 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--local", action="store_true", help="use the running `pose-batch local up` stack")
     parser.add_argument("--home", default=DEFAULT_HOME, help="the local stack's state folder")
     parser.add_argument("--wait", action="store_true", help="wait with a progress bar and print a summary")
-    parser.add_argument("--image-uri", default=env("POSEBATCH_IMAGE_URI"), help="the serving image (ECR URI)")
-    parser.add_argument("--model-data", default=env("POSEBATCH_MODEL_DATA"), help="s3://.../model.tar.gz")
-    parser.add_argument("--role-arn", default=env("POSEBATCH_ROLE_ARN"), help="SageMaker execution role")
+    parser.add_argument("--image-uri", default=defaults.image_uri, help="the serving image (ECR URI)")
+    parser.add_argument("--model-data", default=defaults.model_data, help="s3://.../model.tar.gz")
+    parser.add_argument("--role-arn", default=defaults.role_arn, help="SageMaker execution role")
     parser.add_argument("--job-name", help="default: posebatch-<mode>-<time>-<random>")
     parser.add_argument("--model-name", help="default: derived from image, model data and environment")
     parser.add_argument("--instance-type", default="ml.g4dn.xlarge")
@@ -69,11 +71,9 @@ def options_from_args(args: argparse.Namespace) -> LaunchOptions:
 
     image_uri, model_data, role_arn = args.image_uri, args.model_data, args.role_arn
     if args.local:
-        from batch.commands.local import read_model_state
-        from batch.local.stack import activate_from_state_file
+        from batch.local.state import read_section
 
-        activate_from_state_file(Path(args.home))
-        model = read_model_state(Path(args.home))
+        model = read_section(Path(args.home), "model")
         image_uri = image_uri or model.get("image_uri") or LOCAL_IMAGE_URI
         model_data = model_data or model.get("model_data")
         role_arn = role_arn or LOCAL_ROLE_ARN
@@ -114,10 +114,22 @@ def options_from_args(args: argparse.Namespace) -> LaunchOptions:
     )
 
 
+def clients_for(args: argparse.Namespace) -> Clients:
+    """The running local stack's clients with `--local`, AWS's otherwise."""
+    from batch import aws
+
+    if args.local:
+        from batch.local.state import stack_clients
+
+        return stack_clients(Path(args.home))
+    return aws.client
+
+
 def execute(
     options: LaunchOptions,
     *,
     wait: bool,
+    clients: Clients | None = None,
     poll_s: float = 5.0,
     summary_wait_s: float = 60.0,
     show_progress: bool = True,
@@ -127,7 +139,8 @@ def execute(
     from batch.transform.launcher import launch
     from batch.transform.progress import format_report, settle_summary, wait_for_job
 
-    s3, sagemaker = aws.client("s3"), aws.client("sagemaker")
+    clients = clients or aws.client
+    s3, sagemaker = clients("s3"), clients("sagemaker")
     plan = launch(options, s3=s3, sagemaker=sagemaker)
     print(f"launched transform job {plan.job_name} over {len(plan.keys)} images ({plan.mode} mode)")
     if not wait:
@@ -147,7 +160,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         options = options_from_args(args)
         poll_s = args.poll_seconds or (1.0 if args.local else 10.0)
-        code, _ = execute(options, wait=args.wait, poll_s=poll_s, summary_wait_s=args.summary_wait_s)
+        code, _ = execute(
+            options, wait=args.wait, clients=clients_for(args), poll_s=poll_s, summary_wait_s=args.summary_wait_s
+        )
     except LaunchError as exc:
         print(f"pose-batch transform: {exc}", file=sys.stderr)
         return 2

@@ -5,14 +5,13 @@ own code, run by the stack's SQS poller). Dropping a file into the local bucket 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from batch.async_inference.layout import AsyncLayout
 from batch.async_inference.trigger import build_handler
 from batch.deploy.async_endpoint import AsyncEndpointSpec, configure_autoscaling, deploy
+from batch.local.state import write_state
 from batch.orchestration_settings import TriggerConfig
 
 if TYPE_CHECKING:
@@ -23,7 +22,6 @@ DEFAULT_INPUT_PREFIX = "async/input/"
 DEFAULT_OUTPUT_PREFIX = "async/output/"
 LOCAL_IMAGE = "posebatch-local:latest"  # recorded only: the local "container" is a process
 LOCAL_ROLE = "arn:aws:iam::000000000000:role/posebatch-local"
-STATE_FILE_NAME = "local-async.json"
 
 
 @dataclass(frozen=True)
@@ -80,14 +78,8 @@ def deploy_local_endpoint(
     configure_autoscaling(spec, stack.client("application-autoscaling"), stack.client("cloudwatch"))
     queue_arn = wire_s3_events(stack, endpoint_name, layout) if wire_events else None
     deployment = LocalAsyncDeployment(endpoint_name, layout, success, error, queue_arn)
-    (stack.home / STATE_FILE_NAME).write_text(json.dumps(deployment.as_dict(), indent=2))
+    write_state(stack.home, **{"async": deployment.as_dict()})
     return deployment
-
-
-def read_state(home: Path) -> dict[str, str]:
-    """What `deploy_local_endpoint` recorded for `--local` commands in other processes ({} if none)."""
-    path = home.resolve() / STATE_FILE_NAME
-    return dict(json.loads(path.read_text())) if path.exists() else {}
 
 
 def wire_s3_events(stack: LocalStack, endpoint_name: str, layout: AsyncLayout) -> str:

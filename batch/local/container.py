@@ -7,7 +7,6 @@ process with the same environment the image would get.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from batch.local.ports import free_port, wait_http_ok
+from batch.orchestration_settings import child_process_environment
 from batch.s3_uri import S3Uri
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -59,16 +59,17 @@ class ServingContainer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.model_dir = model_dir
-        self._env = {
-            **os.environ,
-            **aws_environment,
-            **environment,
-            "SM_MODEL_DIR": str(model_dir),
-            "SAGEMAKER_BIND_TO_PORT": str(self.port),
-            "POSE_BIND_HOST": "127.0.0.1",
+        self._env = child_process_environment(
+            {
+                **aws_environment,
+                **environment,
+                "SM_MODEL_DIR": str(model_dir),
+                "SAGEMAKER_BIND_TO_PORT": str(self.port),
+                "POSE_BIND_HOST": "127.0.0.1",
+            },
             # The interpreter that runs us also runs `container/serve` (its `python3`).
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        }
+            path_first=str(Path(sys.executable).parent),
+        )
         self._log_path = log_path or Path(tempfile.mkstemp(prefix="posebatch-container-", suffix=".log")[1])
         self._process: subprocess.Popen[bytes] | None = None
 

@@ -1,15 +1,14 @@
 """The embedded local stack, wired in one place: moto (S3, SNS, SQS, EventBridge) in server mode on
 loopback, the SageMaker stand-in on its own loopback port, and the Lambda stand-ins (SQS pollers).
 
-Every client, in this process or another, reaches it through the standard endpoint variables
-(`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_SAGEMAKER`, `AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME`), so product
-code never knows whether it talks to AWS or to this stack. `pose-batch local up` writes those into
-a state file that `--local` commands read.
+Clients reach it through the standard endpoint variables (`AWS_ENDPOINT_URL`,
+`AWS_ENDPOINT_URL_SAGEMAKER`, `AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME`), given explicitly: to containers
+as their environment, to this process's code as `stack.client`, to `--local` commands in other
+processes through the state file (`batch.local.state`). Nothing writes this process's environment.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -24,12 +23,12 @@ from batch.local.moto_server import REGION, MotoServer
 from batch.local.ports import free_port, wait_http_ok
 from batch.local.sagemaker_api import LocalSageMaker
 from batch.local.sqs_poller import LambdaHandler, SqsLambdaPoller
+from batch.local.state import state_path, write_state
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BUCKET = "posebatch-local"
 DEFAULT_HOME = Path(".posebatch")
-STATE_FILE_NAME = "local-stack.json"
 
 
 class LocalStack:
@@ -44,7 +43,6 @@ class LocalStack:
         self.pollers: list[SqsLambdaPoller] = []
         self._uvicorn: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
-        self._saved_env: dict[str, str | None] = {}
 
     @property
     def environment(self) -> dict[str, str]:
@@ -57,11 +55,10 @@ class LocalStack:
 
     @property
     def state_file(self) -> Path:
-        return self.home / STATE_FILE_NAME
+        return state_path(self.home)
 
     def client(self, service: str) -> Any:
-        url = self.sagemaker_url if service.startswith("sagemaker") else self.moto.url
-        return aws.client(service, endpoint_url=url)
+        return aws.ClientFactory(self.environment)(service)
 
     def start(self) -> LocalStack:
         # Feature modules import the stack; import them here to keep the dependency one-way.
@@ -69,14 +66,12 @@ class LocalStack:
 
         self.home.mkdir(parents=True, exist_ok=True)
         self.moto.start()
-        self._activate_environment()
         self._start_sagemaker_api()
         self.client("s3").create_bucket(Bucket=self.bucket)
         transform_jobs.install(self)
         async_endpoints.install(self)
-        self.state_file.write_text(
-            json.dumps({"environment": self.environment, "bucket": self.bucket, "pid": os.getpid()}, indent=2)
-        )
+        self.state_file.unlink(missing_ok=True)  # a stale one from a stack that was killed
+        write_state(self.home, environment=self.environment, bucket=self.bucket, pid=os.getpid())
         return self
 
     def add_sqs_lambda(self, queue_name: str, handler: LambdaHandler, *, batch_size: int = 10) -> str:
@@ -97,7 +92,6 @@ class LocalStack:
         if self._thread is not None:
             self._thread.join(10)
         self.moto.stop()
-        self._restore_environment()
         self.state_file.unlink(missing_ok=True)
 
     def __enter__(self) -> LocalStack:
@@ -116,26 +110,3 @@ class LocalStack:
         self._thread = threading.Thread(target=self._uvicorn.run, name="local-sagemaker", daemon=True)
         self._thread.start()
         wait_http_ok(f"{self.sagemaker_url}/docs", timeout_s=30)
-
-    def _activate_environment(self) -> None:
-        for key, value in self.environment.items():
-            self._saved_env[key] = os.environ.get(key)
-            os.environ[key] = value
-
-    def _restore_environment(self) -> None:
-        for key, value in self._saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        self._saved_env.clear()
-
-
-def activate_from_state_file(home: Path = DEFAULT_HOME) -> dict[str, Any]:
-    """For `--local` commands in another process: point this process at a running `local up`."""
-    path = home.resolve() / STATE_FILE_NAME
-    if not path.exists():
-        raise SystemExit(f"no local stack is running (no {path}); start one with `pose-batch local up`")
-    state: dict[str, Any] = json.loads(path.read_text())
-    os.environ.update(state["environment"])
-    return state

@@ -7,10 +7,9 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from batch.local.transform_runner import Instance, RunParameters
-from batch.settings import normalise_batch_strategy
 
 # SageMaker's defaults where neither the job nor the container's /execution-parameters says.
 DEFAULT_MAX_CONCURRENT = 1
@@ -19,6 +18,16 @@ DEFAULT_STRATEGY = "SingleRecord"
 DEFAULT_TIMEOUT_S = 600
 DEFAULT_MAX_RETRIES = 3
 _MAX_REASON = 1024
+
+
+def normalise_batch_strategy(value: str) -> Literal["SingleRecord", "MultiRecord"]:
+    """`MULTI_RECORD`, `MultiRecord` and `multi-record` all name the same strategy."""
+    key = value.replace("_", "").replace("-", "").strip().lower()
+    if key == "multirecord":
+        return "MultiRecord"
+    if key == "singlerecord":
+        return "SingleRecord"
+    raise ValueError(f"unknown batch strategy {value!r}: expected SingleRecord or MultiRecord")
 
 
 def _pick(name: str, request: dict[str, Any], answer: dict[str, Any] | None, default: Any) -> Any:

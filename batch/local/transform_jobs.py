@@ -255,7 +255,7 @@ def install(stack: LocalStack) -> None:
     topic_arn = stack.client("sns").create_topic(Name=completion.TOPIC_NAME)["TopicArn"]
 
     def on_job_event(event: dict[str, Any], context: Any) -> Any:
-        return completion.handle_records(event, topic_arn=topic_arn)
+        return completion.handle_records(event, topic_arn=topic_arn, clients=stack.client)
 
     queue_arn = stack.add_sqs_lambda(QUEUE_NAME, on_job_event, batch_size=1)
     events = stack.client("events")

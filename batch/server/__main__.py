@@ -16,14 +16,15 @@ from batch.settings import Settings
 log = logging.getLogger("batch.server")
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, overrides: dict[str, object] | None = None) -> int:
+    """`overrides`: settings fields that `pose-batch serve` options replace (by field name)."""
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] != "serve":
         print(f"usage: serve (SageMaker starts the container with `serve`); got {args[0]!r}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        settings = Settings.from_env()
+        settings = Settings.from_env().updated(**(overrides or {}))
         resolve_checkpoint(settings)  # a missing model is a clear error now, not a /ping that never turns 200
     except ValidationError as exc:
         log.error("invalid settings: %s", exc)

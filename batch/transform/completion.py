@@ -16,6 +16,7 @@ import logging
 from typing import Any
 
 from batch import aws
+from batch.aws import Clients
 from batch.orchestration_settings import TRANSFORM_TOPIC_ARN
 from batch.s3_uri import S3Uri
 from batch.transform.finalize import finalize, read_object
@@ -33,33 +34,35 @@ EVENT_PATTERN: dict[str, Any] = {
 _LISTED_FAILURES = 10
 
 
-def handle_records(event: dict[str, Any], *, topic_arn: str | None) -> dict[str, Any]:
+def handle_records(event: dict[str, Any], *, topic_arn: str | None, clients: Clients = aws.client) -> dict[str, Any]:
     """One EventBridge event, or SQS records holding them; a failing record is in `batchItemFailures`."""
     topic = topic_arn
     if "Records" not in event:
-        handle_event(event, topic_arn=topic)
+        handle_event(event, topic_arn=topic, clients=clients)
         return {"batchItemFailures": []}
     failures = []
     for record in event["Records"]:
         try:
-            handle_event(json.loads(record["body"]), topic_arn=topic)
+            handle_event(json.loads(record["body"]), topic_arn=topic, clients=clients)
         except Exception:
             log.exception("transform completion failed for message %s", record.get("messageId"))
             failures.append({"itemIdentifier": record.get("messageId")})
     return {"batchItemFailures": failures}
 
 
-def handle_event(event: dict[str, Any], *, topic_arn: str | None) -> dict[str, Any] | None:
+def handle_event(
+    event: dict[str, Any], *, topic_arn: str | None, clients: Clients = aws.client
+) -> dict[str, Any] | None:
     """Finalise and notify for one event; returns the summary (None if the event is not for us)."""
     detail = event.get("detail") or {}
     if event.get("detail-type") != DETAIL_TYPE or detail.get("TransformJobStatus") not in END_STATES:
         log.info("ignoring event %s", event.get("detail-type"))
         return None
-    job: dict[str, Any] = aws.client("sagemaker").describe_transform_job(TransformJobName=detail["TransformJobName"])
+    job: dict[str, Any] = clients("sagemaker").describe_transform_job(TransformJobName=detail["TransformJobName"])
     status = job["TransformJobStatus"]
     if status not in END_STATES:  # a stale or reordered event: the job moved on
         return None
-    s3 = aws.client("s3")
+    s3 = clients("s3")
     plan_location = (job.get("Environment") or {}).get(PLAN_ENV)
     summary: dict[str, Any] | None = None
     marker: S3Uri | None = None
@@ -71,7 +74,7 @@ def handle_event(event: dict[str, Any], *, topic_arn: str | None) -> dict[str, A
             return summary  # a duplicate event: already notified
     if topic_arn:
         subject, message = format_notification(job, summary)
-        aws.client("sns").publish(
+        clients("sns").publish(
             TopicArn=topic_arn,
             Subject=subject,
             Message=message,

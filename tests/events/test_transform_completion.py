@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from events.transform_completion import format_notification, handler
+from batch.transform.completion import format_notification
+from events.transform_completion import handler
 
 SUMMARY = {
     "output": "s3://bkt/out/",

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from batch.commands.local import upload_model
 from batch.local.stack import LocalStack
+from batch.model_package import upload_model
 from batch.transform.completion import TOPIC_NAME
 from batch.transform.plan import END_STATES
 

@@ -70,7 +70,9 @@ def run(request: pytest.FixtureRequest, transform_stack: TransformStack, inputs:
         # manifest mode: two instances, each given several shards
         instance_count=2 if mode == "manifest" else 1,
     )
-    code, summary = execute(options, wait=True, poll_s=0.5, summary_wait_s=90, show_progress=False)
+    code, summary = execute(
+        options, wait=True, poll_s=0.5, summary_wait_s=90, show_progress=False, clients=transform_stack.stack.client
+    )
     assert summary is not None
     outputs = objects(transform_stack.stack.client("s3"), bucket, f"e2e/output-{mode}/")
     return Run(mode, code, summary, outputs, inputs)
@@ -151,7 +153,9 @@ def test_a_failed_file_fails_the_job_and_still_gets_an_error_record(
         model_data=transform_stack.model_data,
         max_payload_mb=1,
     )
-    code, summary = execute(options, wait=True, poll_s=0.5, summary_wait_s=90, show_progress=False)
+    code, summary = execute(
+        options, wait=True, poll_s=0.5, summary_wait_s=90, show_progress=False, clients=transform_stack.stack.client
+    )
     assert code == 1 and summary is not None
     assert summary["status"] == "Failed" and "huge.bin" in summary["failure_reason"]
     assert (summary["done"], summary["failed"]) == (1, 1)
@@ -176,4 +180,4 @@ def test_launch_refuses_what_cannot_work(
         input=f"s3://{bucket}/{source}", output=f"s3://{bucket}/{output}", model_data=transform_stack.model_data
     )
     with pytest.raises(LaunchError, match=message):
-        execute(options, wait=False)
+        execute(options, wait=False, clients=transform_stack.stack.client)
