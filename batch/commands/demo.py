@@ -81,7 +81,7 @@ def download_prefix(s3: Any, bucket: str, prefix: str, into: Path, *, skip: str 
 
 def run(args: argparse.Namespace) -> int:
     from batch.commands.transform import execute
-    from batch.local.stack import LocalStack
+    from batch.local.stack import EmbeddedStack
     from batch.model_package import checkpoint_from, upload_model
     from batch.settings import Settings
     from batch.transform.completion import TOPIC_NAME
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     images = args.images or sample_images()
     if not images.is_dir():
         raise SystemExit(f"--images {images} is not a folder")
-    with LocalStack(Path(args.home)) as stack:
+    with EmbeddedStack(Path(args.home)) as stack:
         s3, bucket = stack.client("s3"), stack.bucket
         print(f"local stack up (moto at {stack.moto.url}, SageMaker stand-in at {stack.sagemaker_url})")
         model_data = upload_model(s3, bucket, checkpoint, stack.home)

@@ -32,7 +32,7 @@ def register(subparsers: Any) -> None:
 
 
 def run_up(args: argparse.Namespace) -> int:
-    from batch.local.stack import LocalStack
+    from batch.local.stack import EmbeddedStack
     from batch.local.state import write_state
     from batch.model_package import checkpoint_from, upload_model
     from batch.settings import Settings
@@ -40,7 +40,7 @@ def run_up(args: argparse.Namespace) -> int:
 
     checkpoint = checkpoint_from(args.model or Settings.from_env().pose_model)
     home = Path(args.home)
-    with LocalStack(home, bucket=args.bucket) as stack:
+    with EmbeddedStack(home, bucket=args.bucket) as stack:
         model_data = upload_model(stack.client("s3"), stack.bucket, checkpoint, stack.home)
         write_state(stack.home, model={"model_data": model_data, "image_uri": LOCAL_IMAGE_URI})
         if not args.no_async:

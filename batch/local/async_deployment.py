@@ -15,7 +15,7 @@ from batch.local.state import write_state
 from batch.orchestration_settings import TriggerConfig
 
 if TYPE_CHECKING:
-    from batch.local.stack import LocalStack
+    from batch.local.stack import EmbeddedStack
 
 DEFAULT_ENDPOINT = "posebatch-async"
 DEFAULT_INPUT_PREFIX = "async/input/"
@@ -44,7 +44,7 @@ class LocalAsyncDeployment:
 
 
 def deploy_local_endpoint(
-    stack: LocalStack,
+    stack: EmbeddedStack,
     *,
     model_data_url: str,
     endpoint_name: str = DEFAULT_ENDPOINT,
@@ -82,7 +82,7 @@ def deploy_local_endpoint(
     return deployment
 
 
-def wire_s3_events(stack: LocalStack, endpoint_name: str, layout: AsyncLayout) -> str:
+def wire_s3_events(stack: EmbeddedStack, endpoint_name: str, layout: AsyncLayout) -> str:
     """Bucket notification on the input prefix -> SQS -> the S3-trigger handler; returns the queue ARN."""
     config = TriggerConfig(endpoint_name=endpoint_name, input_prefix=layout.input_prefix, output_uri=layout.output_root)
     handler = build_handler(config, stack.client("sagemaker-runtime"), stack.client("sagemaker"), stack.client("s3"))

@@ -6,7 +6,7 @@ for the control plane, REST-JSON under `/endpoints/...` for the runtime), so an 
 `AWS_ENDPOINT_URL_SAGEMAKER`) works unchanged: the launcher and the async client run the same code
 locally and on AWS.
 
-Operations are plain functions registered by feature modules (`transform_jobs`, `async_endpoints`);
+Operations are plain functions registered by feature modules (`transform_job_service`, `async_endpoint_service`);
 this module holds only the dispatch, the shared model registry and the error shape.
 """
 

@@ -31,7 +31,7 @@ DEFAULT_BUCKET = "posebatch-local"
 DEFAULT_HOME = Path(".posebatch")
 
 
-class LocalStack:
+class EmbeddedStack:
     def __init__(self, home: Path = DEFAULT_HOME, *, bucket: str = DEFAULT_BUCKET) -> None:
         self.home = home.resolve()
         self.bucket = bucket
@@ -60,16 +60,16 @@ class LocalStack:
     def client(self, service: str) -> Any:
         return aws.ClientFactory(self.environment)(service)
 
-    def start(self) -> LocalStack:
+    def start(self) -> EmbeddedStack:
         # Feature modules import the stack; import them here to keep the dependency one-way.
-        from batch.local import async_endpoints, transform_jobs
+        from batch.local import async_endpoint_service, transform_job_service
 
         self.home.mkdir(parents=True, exist_ok=True)
         self.moto.start()
         self._start_sagemaker_api()
         self.client("s3").create_bucket(Bucket=self.bucket)
-        transform_jobs.install(self)
-        async_endpoints.install(self)
+        transform_job_service.install(self)
+        async_endpoint_service.install(self)
         self.state_file.unlink(missing_ok=True)  # a stale one from a stack that was killed
         write_state(self.home, environment=self.environment, bucket=self.bucket, pid=os.getpid())
         return self
@@ -94,7 +94,7 @@ class LocalStack:
         self.moto.stop()
         self.state_file.unlink(missing_ok=True)
 
-    def __enter__(self) -> LocalStack:
+    def __enter__(self) -> EmbeddedStack:
         return self.start()
 
     def __exit__(

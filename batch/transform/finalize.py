@@ -32,7 +32,7 @@ _MAX_FAILURES_LISTED = 10_000
 
 
 @dataclass(frozen=True)
-class Outcome:
+class ImageStatus:
     rel: str
     error: dict[str, str] | None = None
 
@@ -87,39 +87,39 @@ class Finalizer:
         _put_json(self.s3, summary_uri(self.plan.output_uri), summary)
         return summary
 
-    def _write_error(self, outcome: Outcome) -> None:
+    def _write_error(self, outcome: ImageStatus) -> None:
         error = outcome.error or {}
         record = error_record(error.get("code", "error"), error.get("message", ""))
         _put_json(self.s3, keypoints_uri(self.plan.output_uri, outcome.rel), record)
 
-    def _image(self, rel: str) -> Outcome:
+    def _image(self, rel: str) -> ImageStatus:
         body = read_object(self.s3, self.plan.transform_output_uri.child(rel + ".out"))
         if body is None:
-            return Outcome(rel, self.missing)
+            return ImageStatus(rel, self.missing)
         try:
             record = json.loads(body)
             if not isinstance(record, dict):
                 raise ValueError("not a JSON object")
         except ValueError as exc:
-            return Outcome(rel, _error("invalid_transform_output", f"the job's output is not a record: {exc}"))
+            return ImageStatus(rel, _error("invalid_transform_output", f"the job's output is not a record: {exc}"))
         if "error" in record:
-            return Outcome(rel, _error_from(record["error"]))
+            return ImageStatus(rel, _error_from(record["error"]))
         encoded = record.pop("annotated_jpeg_base64", None)
         output = self.plan.output_uri
         if encoded:
             try:
                 jpeg = base64.b64decode(encoded, validate=True)
             except (binascii.Error, ValueError):
-                return Outcome(rel, _error("invalid_transform_output", "annotated_jpeg_base64 is not base64"))
+                return ImageStatus(rel, _error("invalid_transform_output", "annotated_jpeg_base64 is not base64"))
             target = annotated_uri(output, rel)
             self.s3.put_object(Bucket=target.bucket, Key=target.key, Body=jpeg, ContentType="image/jpeg")
         _put_json(self.s3, keypoints_uri(output, rel), record)
-        return Outcome(rel)
+        return ImageStatus(rel)
 
-    def _shard(self, shard: Shard) -> list[Outcome]:
+    def _shard(self, shard: Shard) -> list[ImageStatus]:
         body = read_object(self.s3, self.plan.transform_output_uri.child(shard.rel + ".out"))
         if body is None:
-            return [Outcome(rel, self.missing) for rel in shard.images]
+            return [ImageStatus(rel, self.missing) for rel in shard.images]
         lines: dict[str, dict[str, Any]] = {}
         for raw in body.splitlines():
             try:
@@ -132,14 +132,14 @@ class Finalizer:
         for rel in shard.images:
             line = lines.get(str(self.plan.image_uri(rel)))
             if line is None:
-                outcomes.append(Outcome(rel, _error("missing_result", "the container answered no line for it")))
+                outcomes.append(ImageStatus(rel, _error("missing_result", "the container answered no line for it")))
             elif line.get("status") == "ok":
-                outcomes.append(Outcome(rel))
+                outcomes.append(ImageStatus(rel))
             else:
-                outcomes.append(Outcome(rel, _error_from(line.get("error"))))
+                outcomes.append(ImageStatus(rel, _error_from(line.get("error"))))
         return outcomes
 
-    def _summary(self, outcomes: list[Outcome], finalize_s: float) -> dict[str, Any]:
+    def _summary(self, outcomes: list[ImageStatus], finalize_s: float) -> dict[str, Any]:
         failed = [o for o in outcomes if o.error is not None]
         created, started, ended = (
             _epoch(self.job.get(k)) for k in ("CreationTime", "TransformStartTime", "TransformEndTime")

@@ -24,13 +24,27 @@ log = logging.getLogger(__name__)
 
 LOCAL_ROLE_ARN = "arn:aws:iam::000000000000:role/posebatch-local"
 LOCAL_IMAGE_URI = "posebatch:local"
-# Per mode: (content type, accept, split, strategy, assemble with, concurrency, payload MB).
+
+
+@dataclass(frozen=True)
+class ModeDefaults:
+    """The transform job's shape per mode."""
+
+    content_type: str
+    accept: str
+    split_type: str
+    batch_strategy: str
+    assemble_with: str
+    max_concurrent: int
+    max_payload_mb: int
+
+
 # Images: one image per request, many requests in flight so the container can batch them on the GPU
 # (AWS's own JPEG example uses concurrency 64 with 1 MB). Manifest: a few requests, each a whole
 # shard of S3 references that the container fetches and batches itself.
-_MODE_DEFAULTS: dict[str, tuple[str, str, str, str, str, int, int]] = {
-    "images": ("application/x-image", "application/json", "None", "SingleRecord", "None", 16, 6),
-    "manifest": ("application/jsonlines", "application/jsonlines", "Line", "MultiRecord", "Line", 4, 1),
+MODE_DEFAULTS: dict[str, ModeDefaults] = {
+    "images": ModeDefaults("application/x-image", "application/json", "None", "SingleRecord", "None", 16, 6),
+    "manifest": ModeDefaults("application/jsonlines", "application/jsonlines", "Line", "MultiRecord", "Line", 4, 1),
 }
 
 
@@ -117,7 +131,7 @@ def build_plan(s3: Any, options: LaunchOptions, job_name: str) -> JobPlan:
 
 
 def transform_request(options: LaunchOptions, plan: JobPlan, model_name: str) -> dict[str, Any]:
-    content_type, accept, split, strategy, assemble, concurrency, payload = _MODE_DEFAULTS[options.mode]
+    defaults = MODE_DEFAULTS[options.mode]
     environment = {**options.environment, PLAN_ENV: str(plan.plan_uri)}
     if options.mode == "images":
         # The container is not told the input key: the annotated JPEG travels inside the .out
@@ -129,9 +143,9 @@ def transform_request(options: LaunchOptions, plan: JobPlan, model_name: str) ->
     return {
         "TransformJobName": plan.job_name,
         "ModelName": model_name,
-        "MaxConcurrentTransforms": options.max_concurrent or concurrency,
-        "MaxPayloadInMB": payload if options.max_payload_mb is None else options.max_payload_mb,
-        "BatchStrategy": strategy,
+        "MaxConcurrentTransforms": options.max_concurrent or defaults.max_concurrent,
+        "MaxPayloadInMB": defaults.max_payload_mb if options.max_payload_mb is None else options.max_payload_mb,
+        "BatchStrategy": defaults.batch_strategy,
         "ModelClientConfig": {
             "InvocationsTimeoutInSeconds": options.timeout_s,
             "InvocationsMaxRetries": options.max_retries,
@@ -139,14 +153,14 @@ def transform_request(options: LaunchOptions, plan: JobPlan, model_name: str) ->
         "Environment": environment,
         "TransformInput": {
             "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": str(plan.transform_input_uri)}},
-            "ContentType": content_type,
-            "SplitType": split,
+            "ContentType": defaults.content_type,
+            "SplitType": defaults.split_type,
             "CompressionType": "None",
         },
         "TransformOutput": {
             "S3OutputPath": str(plan.transform_output_uri),
-            "Accept": accept,
-            "AssembleWith": assemble,
+            "Accept": defaults.accept,
+            "AssembleWith": defaults.assemble_with,
         },
         "TransformResources": {
             "InstanceType": options.instance_type,

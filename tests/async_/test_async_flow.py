@@ -62,11 +62,11 @@ class Notifications:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Iterator[Any]:
     from batch.local.async_deployment import deploy_local_endpoint
-    from batch.local.stack import LocalStack
+    from batch.local.stack import EmbeddedStack
     from batch.model_package import package_checkpoint
 
     home = tmp_path_factory.mktemp("async-stack")
-    with LocalStack(home, bucket=BUCKET) as started:
+    with EmbeddedStack(home, bucket=BUCKET) as started:
         running: Any = started  # carries the deployment and the notifications for the tests
         archive = package_checkpoint(model_path, home / "model.tar.gz")
         running.client("s3").upload_file(str(archive), BUCKET, "models/model.tar.gz")
@@ -191,7 +191,7 @@ def test_fifty_images_at_once_give_fifty_results(stack: Any) -> None:
     assert len(keys_under(stack, f"{OUT}annotated/many/")) == 50
     # MaxConcurrentInvocationsPerInstance (4, one instance): the backlog never opened more calls at
     # once to the container, and 50 queued requests did fill the slots.
-    from batch.local.async_endpoints import endpoints_of
+    from batch.local.async_endpoint_service import endpoints_of
 
     runner = endpoints_of(stack).runner(stack.deployment.endpoint_name)
     assert runner is not None and runner.max_concurrent_per_instance == 4

@@ -246,9 +246,9 @@ def test_config_from_env() -> None:
 # --- with AWS calls: the real moto server and the local SageMaker stand-in --------------------
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from batch.local.stack import LocalStack
+    from batch.local.stack import EmbeddedStack
 
-    with LocalStack(Path(tmp_path_factory.mktemp("stack")), bucket=BUCKET) as running:
+    with EmbeddedStack(Path(tmp_path_factory.mktemp("stack")), bucket=BUCKET) as running:
         yield running
 
 

@@ -20,9 +20,9 @@ BUCKET = "posebatch-endpoint-test"
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from batch.local.stack import LocalStack
+    from batch.local.stack import EmbeddedStack
 
-    with LocalStack(Path(tmp_path_factory.mktemp("endpoint-stack")), bucket=BUCKET) as running:
+    with EmbeddedStack(Path(tmp_path_factory.mktemp("endpoint-stack")), bucket=BUCKET) as running:
         yield running
 
 

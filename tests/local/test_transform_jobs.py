@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from batch.local.transform_job import TransformJob
-from batch.local.transform_jobs import service
+from batch.local.transform_job_record import TransformJob
+from batch.local.transform_job_service import service
 from batch.local.transform_runner import Instance
-from tests.transform.jobs import TransformStack, objects, wait_for_job
+from tests.transform.jobs import TransformStack, objects, wait_until_job_ends
 
 pytestmark = pytest.mark.slow
 
@@ -98,7 +98,7 @@ def test_out_files_keep_the_relative_path_and_the_container_fills_in_parameters(
 
     service(stand_in.stack).response_hooks.append(ask)
     sagemaker.create_transform_job(**job_request(stand_in, "naming", "names/"))
-    described = wait_for_job(sagemaker, "naming")
+    described = wait_until_job_ends(sagemaker, "naming")
     assert described["TransformJobStatus"] == "Completed", described.get("FailureReason")
     outputs = objects(s3, stand_in.bucket, "out/naming/")
     assert sorted(outputs) == ["a/b c/ü ñ.jpg.out", "top.jpg.out"]
@@ -126,7 +126,7 @@ def test_multi_record_packs_lines_per_file_and_never_mixes_files(stand_in: Trans
         TransformOutput={"AssembleWith": "Line", "Accept": "application/jsonlines"},
     )
     sagemaker.create_transform_job(**request)
-    described = wait_for_job(sagemaker, "multi")
+    described = wait_until_job_ends(sagemaker, "multi")
     assert described["TransformJobStatus"] == "Completed", described.get("FailureReason")
     assert service(stand_in.stack).job("multi").responses == 2  # one request per file
     outputs = objects(s3, stand_in.bucket, "out/multi/")
@@ -153,7 +153,7 @@ def test_a_killed_container_is_restarted_and_requests_retried(stand_in: Transfor
         TransformOutput={"AssembleWith": "Line", "Accept": "application/jsonlines"},
     )
     sagemaker.create_transform_job(**request)
-    described = wait_for_job(sagemaker, "crash")
+    described = wait_until_job_ends(sagemaker, "crash")
     assert described["TransformJobStatus"] == "Completed", described.get("FailureReason")
     job = service(stand_in.stack).job("crash")
     assert killed and job.instances[0].restarts == 1 and job.retries >= 1
@@ -171,7 +171,7 @@ def test_without_retries_the_failed_file_gets_no_out_and_the_job_fails(stand_in:
         stand_in, "no-retry", "images/", MaxConcurrentTransforms=1, ModelClientConfig={"InvocationsMaxRetries": 0}
     )
     sagemaker.create_transform_job(**request)
-    job = wait_for_job(sagemaker, "no-retry")
+    job = wait_until_job_ends(sagemaker, "no-retry")
     assert job["TransformJobStatus"] == "Failed" and killed
     outputs = objects(s3, stand_in.bucket, "out/no-retry/")
     # Files go in key order; the second one's only request hit the dead container.
@@ -191,7 +191,7 @@ def test_stop_ends_the_job_stopped(stand_in: TransformStack) -> None:
     with pytest.raises(ClientError, match="ResourceInUse"):
         sagemaker.create_transform_job(**job_request(stand_in, "to-stop", "images/"))
     sagemaker.stop_transform_job(TransformJobName="to-stop")
-    assert wait_for_job(sagemaker, "to-stop")["TransformJobStatus"] == "Stopped"
+    assert wait_until_job_ends(sagemaker, "to-stop")["TransformJobStatus"] == "Stopped"
     listed = sagemaker.list_transform_jobs(NameContains="to-st", StatusEquals="Stopped")["TransformJobSummaries"]
     assert [s["TransformJobName"] for s in listed] == ["to-stop"]
 

@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from batch.local.stack import LocalStack
+from batch.local.stack import EmbeddedStack
 from batch.model_package import upload_model
 from batch.transform.completion import TOPIC_NAME
 from batch.transform.plan import END_STATES
 
 
-def wait_for_job(sagemaker: Any, name: str, *, timeout_s: float = 240.0) -> dict[str, Any]:
+def wait_until_job_ends(sagemaker: Any, name: str, *, timeout_s: float = 240.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         job: dict[str, Any] = sagemaker.describe_transform_job(TransformJobName=name)
@@ -42,7 +42,7 @@ class Notifications:
     received: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     @classmethod
-    def subscribe(cls, stack: LocalStack, queue_name: str = "test-transform-notifications") -> Notifications:
+    def subscribe(cls, stack: EmbeddedStack, queue_name: str = "test-transform-notifications") -> Notifications:
         sqs = stack.client("sqs")
         url = sqs.create_queue(QueueName=queue_name)["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -66,7 +66,7 @@ class Notifications:
 
 @dataclass
 class TransformStack:
-    stack: LocalStack
+    stack: EmbeddedStack
     model_data: str
     notifications: Notifications
 
@@ -76,7 +76,7 @@ class TransformStack:
 
     @classmethod
     def start(cls, home: Path, model_path: Path, *, bucket: str) -> TransformStack:
-        stack = LocalStack(home, bucket=bucket).start()
+        stack = EmbeddedStack(home, bucket=bucket).start()
         try:
             model_data = upload_model(stack.client("s3"), bucket, model_path, stack.home)
             return cls(stack, model_data, Notifications.subscribe(stack))

@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from batch.local.container import ServingContainer, unpack_model
 from batch.local.sagemaker_api import SageMakerApiError, arn, not_found, validation_error
-from batch.local.transform_job import TransformJob, container_environment, resolve_parameters
+from batch.local.transform_job_record import TransformJob, container_environment, resolve_parameters
 from batch.local.transform_runner import InputFile, Instance, InstanceWorker, spread_over_instances
 from batch.s3_uri import S3Uri
 from batch.transform import completion
 
 if TYPE_CHECKING:
-    from batch.local.stack import LocalStack
+    from batch.local.stack import EmbeddedStack
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ ResponseHook = Callable[[TransformJob, Instance], None]
 
 
 class TransformJobService:
-    def __init__(self, stack: LocalStack) -> None:
+    def __init__(self, stack: EmbeddedStack) -> None:
         self.stack = stack
         self.jobs: dict[str, TransformJob] = {}
         self._lock = threading.Lock()
@@ -235,15 +235,15 @@ def _validate(request: dict[str, Any]) -> None:
         raise validation_error("MaxConcurrentTransforms * MaxPayloadInMB must not exceed 100 MB")
 
 
-_SERVICES: weakref.WeakKeyDictionary[LocalStack, TransformJobService] = weakref.WeakKeyDictionary()
+_SERVICES: weakref.WeakKeyDictionary[EmbeddedStack, TransformJobService] = weakref.WeakKeyDictionary()
 
 
-def service(stack: LocalStack) -> TransformJobService:
+def service(stack: EmbeddedStack) -> TransformJobService:
     """The running service of `stack` (tests reach jobs and their containers through it)."""
     return _SERVICES[stack]
 
 
-def install(stack: LocalStack) -> None:
+def install(stack: EmbeddedStack) -> None:
     jobs = TransformJobService(stack)
     _SERVICES[stack] = jobs
     stack.sagemaker.register("CreateTransformJob", jobs.create)

@@ -32,7 +32,7 @@ from batch.local.container import ServingContainer, unpack_model
 from batch.local.sagemaker_api import SageMakerApiError, arn, not_found, validation_error
 
 if TYPE_CHECKING:
-    from batch.local.stack import LocalStack
+    from batch.local.stack import EmbeddedStack
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ _DEFAULT_CONCURRENCY = 4  # SageMaker picks one when MaxConcurrentInvocationsPer
 # InvokeEndpointAsync's patterns (botocore's service model); AWS rejects anything else.
 _FILENAME = re.compile(r"(?!.*\..*\.)[a-zA-Z0-9][a-zA-Z0-9_.-]{0,31}")
 _EXTENSION = re.compile(r"(?!s3:|https:)[a-zA-Z0-9!_.*'()/-]{1,512}")
-_installed: weakref.WeakKeyDictionary[LocalStack, AsyncEndpoints] = weakref.WeakKeyDictionary()
+_installed: weakref.WeakKeyDictionary[EmbeddedStack, AsyncEndpoints] = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -57,15 +57,22 @@ class _Endpoint:
 
 
 class AsyncEndpoints:
-    def __init__(self, stack: LocalStack) -> None:
+    def __init__(self, stack: EmbeddedStack) -> None:
         self._stack = stack
         self._api = stack.sagemaker
         self._configs: dict[str, dict[str, Any]] = {}
         self._endpoints: dict[str, _Endpoint] = {}
-        for name in ("CreateEndpointConfig", "DescribeEndpointConfig", "DeleteEndpointConfig"):
-            self._api.register(name, getattr(self, "_" + _snake(name)))
-        for name in ("CreateEndpoint", "DescribeEndpoint", "DeleteEndpoint", "ListEndpoints"):
-            self._api.register(name, getattr(self, "_" + _snake(name)))
+        operations = {
+            "CreateEndpointConfig": self._create_endpoint_config,
+            "DescribeEndpointConfig": self._describe_endpoint_config,
+            "DeleteEndpointConfig": self._delete_endpoint_config,
+            "CreateEndpoint": self._create_endpoint,
+            "DescribeEndpoint": self._describe_endpoint,
+            "DeleteEndpoint": self._delete_endpoint,
+            "ListEndpoints": self._list_endpoints,
+        }
+        for name, operation in operations.items():
+            self._api.register(name, operation)
         self._api.app.add_api_route(
             "/endpoints/{endpoint_name}/async-invocations", self._invoke_async, methods=["POST"]
         )
@@ -323,16 +330,12 @@ def _new_id() -> str:
     return str(uuid.uuid4())
 
 
-def _snake(name: str) -> str:
-    return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
-
-
-def install(stack: LocalStack) -> AsyncEndpoints:
+def install(stack: EmbeddedStack) -> AsyncEndpoints:
     """Register the endpoint operations and the runtime route on the stack's SageMaker stand-in."""
     installed = _installed[stack] = AsyncEndpoints(stack)
     return installed
 
 
-def endpoints_of(stack: LocalStack) -> AsyncEndpoints:
+def endpoints_of(stack: EmbeddedStack) -> AsyncEndpoints:
     """What `install` put on this stack."""
     return _installed[stack]
