@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -55,27 +54,33 @@ def subscribe_queue(stack: Any, topic_arn: str) -> str:
 
 def receive_notification(sqs: Any, queue_url: str, *, timeout_s: float) -> dict[str, Any] | None:
     """The SNS envelope (Subject, Message, ...) of the first notification, or None on timeout."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        messages = sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=1).get("Messages", [])
-        for message in messages:
+    from batch.polling import poll
+
+    def received() -> dict[str, Any] | None:
+        for message in sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=1).get("Messages", []):
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
             envelope: dict[str, Any] = json.loads(message["Body"])
             return envelope
-    return None
+        return None
+
+    try:
+        return poll(received, timeout_s=timeout_s, interval_s=0.0, on_timeout=lambda: "")
+    except TimeoutError:
+        return None
 
 
 def download_prefix(s3: Any, bucket: str, prefix: str, into: Path, *, skip: str = "_transform/") -> int:
     count = 0
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for obj in page.get("Contents", []):
-            rel = obj["Key"][len(prefix) :]
-            if rel.startswith(skip):
-                continue
-            target = into / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            s3.download_file(bucket, obj["Key"], str(target))
-            count += 1
+    from batch.s3_listing import list_objects
+
+    for obj in list_objects(s3, bucket, prefix):
+        rel = obj["Key"][len(prefix) :]
+        if rel.startswith(skip):
+            continue
+        target = into / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        s3.download_file(bucket, obj["Key"], str(target))
+        count += 1
     return count
 
 

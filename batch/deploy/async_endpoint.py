@@ -8,11 +8,12 @@ only the autoscaling step is AWS-only, since nothing locally scales instances.
 from __future__ import annotations
 
 import logging
-import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from batch.async_inference.layout import AsyncLayout
+from batch.polling import poll
 
 log = logging.getLogger(__name__)
 
@@ -113,17 +114,22 @@ def deploy(spec: AsyncEndpointSpec, sagemaker: Any, *, wait_s: float = 1800.0) -
 
 
 def wait_in_service(sagemaker: Any, endpoint_name: str, *, timeout_s: float, poll_s: float = 2.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while True:
+    status = "unknown"
+
+    def in_service() -> dict[str, Any] | None:
+        nonlocal status
         described: dict[str, Any] = sagemaker.describe_endpoint(EndpointName=endpoint_name)
-        status = described.get("EndpointStatus")
-        if status == "InService":
-            return described
+        status = str(described.get("EndpointStatus"))
         if status == "Failed":
             raise RuntimeError(f"endpoint {endpoint_name} failed: {described.get('FailureReason')}")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"endpoint {endpoint_name} still {status} after {timeout_s:.0f}s")
-        time.sleep(poll_s)
+        return described if status == "InService" else None
+
+    return poll(
+        in_service,
+        timeout_s=timeout_s,
+        interval_s=poll_s,
+        on_timeout=lambda: f"endpoint {endpoint_name} still {status} after {timeout_s:.0f}s",
+    )
 
 
 def configure_autoscaling(spec: AsyncEndpointSpec, autoscaling: Any, cloudwatch: Any) -> None:
@@ -181,14 +187,15 @@ def configure_autoscaling(spec: AsyncEndpointSpec, autoscaling: Any, cloudwatch:
 
 def delete(spec: AsyncEndpointSpec, sagemaker: Any) -> None:
     """Endpoint, endpoint config and model; missing ones are fine."""
-    for call, name in (
+    calls: tuple[tuple[Callable[[], object], str], ...] = (
         (lambda: sagemaker.delete_endpoint(EndpointName=spec.endpoint_name), spec.endpoint_name),
         (
             lambda: sagemaker.delete_endpoint_config(EndpointConfigName=spec.endpoint_config_name),
             spec.endpoint_config_name,
         ),
         (lambda: sagemaker.delete_model(ModelName=spec.model_name), spec.model_name),
-    ):
+    )
+    for call, name in calls:
         try:
             call()
         except Exception as exc:  # botocore's ClientError; a missing resource is the common case

@@ -11,13 +11,11 @@ import logging
 import queue
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from batch.local.container import ServingContainer
+from batch.local.container import InvocationFailed, ServingContainer, invoke
 from batch.s3_uri import S3Uri
 
 log = logging.getLogger(__name__)
@@ -156,26 +154,23 @@ class AsyncRunner:
             headers["Accept"] = request.accept
         if request.custom_attributes:
             headers["X-Amzn-SageMaker-Custom-Attributes"] = request.custom_attributes
-        http = urllib.request.Request(f"{container.url}/invocations", data=payload, headers=headers, method="POST")
         with self._lock:
             self._in_flight += 1
             self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
         try:
-            with urllib.request.urlopen(http, timeout=request.invocation_timeout_s) as response:
-                return response.headers.get("Content-Type", "application/octet-stream"), response.read()
-        except urllib.error.HTTPError as exc:
-            body = exc.read()
-            kind = "client" if exc.code < 500 else "server"
-            reason = (
-                f"ClientError: Received {kind} error ({exc.code}) from primary with message "
-                f'"{body.decode(errors="replace")[:500]}". See the container log for more information.'
-            )
-            raise _Failed(reason, body, exc.headers.get("Content-Type", "application/json")) from None
-        except TimeoutError:
-            message = f"Inference timed out after {request.invocation_timeout_s}s (InvocationTimeoutSeconds)"
-            raise _Failed(message, message.encode()) from None
-        except OSError as exc:  # connection refused or reset: the container is down
-            message = f"ServerError: the model container did not answer: {exc}"
+            answer = invoke(container.url, payload, headers, timeout_s=request.invocation_timeout_s)
+            return answer.content_type, answer.body
+        except InvocationFailed as exc:
+            if exc.kind in ("client", "server"):
+                reason = (
+                    f"ClientError: Received {exc.kind} error ({exc.status}) from primary with message "
+                    f'"{exc.detail[:500]}". See the container log for more information.'
+                )
+                raise _Failed(reason, exc.body, exc.content_type) from None
+            if exc.kind == "timeout":
+                message = f"Inference timed out after {request.invocation_timeout_s}s (InvocationTimeoutSeconds)"
+            else:
+                message = f"ServerError: the model container did not answer: {exc.detail}"
             raise _Failed(message, message.encode()) from None
         finally:
             with self._lock:

@@ -15,8 +15,9 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from batch.local.ports import free_port, wait_http_ok
 from batch.orchestration_settings import child_process_environment
@@ -24,6 +25,56 @@ from batch.s3_uri import S3Uri
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVE_SCRIPT = REPO_ROOT / "container" / "serve"
+
+
+@dataclass(frozen=True)
+class Answer:
+    content_type: str
+    body: bytes
+
+
+class InvocationFailed(Exception):
+    """One `/invocations` call that did not answer 2xx, classified once for every caller:
+    `client` (4xx: the input is bad, no retry helps), `server` (5xx), `timeout`, `unreachable`
+    (connection refused or reset: the container is down)."""
+
+    def __init__(
+        self,
+        kind: Literal["client", "server", "timeout", "unreachable"],
+        detail: str,
+        *,
+        status: int | None = None,
+        body: bytes = b"",
+        content_type: str = "text/plain",
+    ) -> None:
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail
+        self.status = status
+        self.body = body
+        self.content_type = content_type
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind != "client"
+
+
+def invoke(url: str, body: bytes, headers: dict[str, str], *, timeout_s: float) -> Answer:
+    """POST `body` to the container's `/invocations` at `url`; `InvocationFailed` unless it answers 2xx."""
+    request = urllib.request.Request(f"{url}/invocations", data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            return Answer(response.headers.get("Content-Type", "application/octet-stream"), response.read())
+    except urllib.error.HTTPError as exc:
+        answer = exc.read()
+        kind: Literal["client", "server"] = "client" if exc.code < 500 else "server"
+        content_type = exc.headers.get("Content-Type", "application/json")
+        detail = answer.decode(errors="replace")
+        raise InvocationFailed(kind, detail, status=exc.code, body=answer, content_type=content_type) from None
+    except TimeoutError as exc:
+        raise InvocationFailed("timeout", f"{type(exc).__name__}: {exc}") from None
+    except OSError as exc:
+        raise InvocationFailed("unreachable", f"{type(exc).__name__}: {exc}") from None
 
 
 def serve_command() -> list[str]:

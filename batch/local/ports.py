@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import socket
-import time
 import urllib.error
 import urllib.request
+
+from batch.polling import poll
 
 
 def free_port() -> int:
@@ -16,17 +17,24 @@ def free_port() -> int:
 
 def wait_http_ok(url: str, *, timeout_s: float, interval_s: float = 0.1) -> None:
     """Poll `url` until it answers 2xx; raise TimeoutError naming the URL otherwise."""
-    deadline = time.monotonic() + timeout_s
     last_error = "no answer"
-    while time.monotonic() < deadline:
+
+    def answered() -> bool | None:
+        nonlocal last_error
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if 200 <= response.status < 300:
-                    return
+                    return True
                 last_error = f"HTTP {response.status}"
         except urllib.error.HTTPError as exc:
             last_error = f"HTTP {exc.code}"
         except OSError as exc:
             last_error = str(exc)
-        time.sleep(interval_s)
-    raise TimeoutError(f"{url} not ready after {timeout_s:.0f}s ({last_error})")
+        return None
+
+    poll(
+        answered,
+        timeout_s=timeout_s,
+        interval_s=interval_s,
+        on_timeout=lambda: f"{url} not ready after {timeout_s:.0f}s ({last_error})",
+    )

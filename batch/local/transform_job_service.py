@@ -20,6 +20,7 @@ from batch.local.container import ServingContainer, unpack_model
 from batch.local.sagemaker_api import SageMakerApiError, arn, not_found, validation_error
 from batch.local.transform_job_record import TransformJob, container_environment, resolve_parameters
 from batch.local.transform_runner import InputFile, Instance, InstanceWorker, spread_over_instances
+from batch.s3_listing import list_objects
 from batch.s3_uri import S3Uri
 from batch.transform import completion
 
@@ -188,11 +189,7 @@ class TransformJobService:
 def _list_input(s3: Any, source: S3Uri) -> list[InputFile]:
     # An S3Uri without a trailing slash is a key prefix on AWS: `in/a` also matches `in/ab/x`.
     prefix = source.key
-    sizes: dict[str, int] = {}
-    paginator = s3.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=source.bucket, Prefix=prefix):
-        for obj in page.get("Contents", []):
-            sizes[obj["Key"]] = int(obj["Size"])
+    sizes = {obj["Key"]: int(obj["Size"]) for obj in list_objects(s3, source.bucket, prefix)}
     return [InputFile(key=k, rel=_relative(k, prefix), size=sizes[k]) for k in sorted(sizes) if not k.endswith("/")]
 
 

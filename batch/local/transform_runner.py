@@ -16,8 +16,6 @@ import gzip
 import logging
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -26,7 +24,7 @@ from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 
-from batch.local.container import ServingContainer
+from batch.local.container import InvocationFailed, ServingContainer, invoke
 from batch.s3_uri import S3Uri
 
 log = logging.getLogger(__name__)
@@ -206,23 +204,18 @@ class InstanceWorker:
             if attempt:
                 self._on_retry()
             url = self.instance.url
-            request = urllib.request.Request(f"{url}/invocations", data=body, method="POST")
-            if self.params.content_type:
-                request.add_header("Content-Type", self.params.content_type)
-            if self.params.accept:
-                request.add_header("Accept", self.params.accept)
+            headers = {"Content-Type": self.params.content_type, "Accept": self.params.accept}
             try:
-                with urllib.request.urlopen(request, timeout=self.params.timeout_s) as response:
-                    data: bytes = response.read()
+                answer = invoke(url, body, {k: v for k, v in headers.items() if v}, timeout_s=self.params.timeout_s)
                 self._on_response(self.instance)
-                return data
-            except urllib.error.HTTPError as exc:
-                detail = exc.read()[:300].decode(errors="replace")
-                if exc.code < 500:
-                    raise FileFailed(f"the container answered HTTP {exc.code}: {detail}") from None
-                last_error = f"HTTP {exc.code}: {detail}"
-            except (OSError, TimeoutError) as exc:
-                last_error = f"{type(exc).__name__}: {exc}"
+                return answer.body
+            except InvocationFailed as exc:
+                if exc.status is not None:
+                    last_error = f"HTTP {exc.status}: {exc.detail[:300]}"
+                    if not exc.retryable:
+                        raise FileFailed(f"the container answered {last_error}") from None
+                else:
+                    last_error = exc.detail
             log.info(
                 "request to instance %d failed (attempt %d/%d): %s",
                 self.instance.index,

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from batch.manifest_line import ManifestLine
+from batch.s3_listing import list_objects
 from batch.s3_uri import S3Uri
 from batch.transform.plan import JobPlan, Shard, annotated_uri, keypoints_uri
 
@@ -23,15 +24,8 @@ DEFAULT_MAX_IMAGES_PER_SHARD = 256
 
 def list_keys(s3: Any, prefix: S3Uri) -> list[str]:
     """Every object below `prefix`, as keys relative to it, sorted. Folder markers are not inputs."""
-    paginator = s3.get_paginator("list_objects_v2")
-    keys: list[str] = []
-    for page in paginator.paginate(Bucket=prefix.bucket, Prefix=prefix.prefix):
-        for obj in page.get("Contents", []):
-            key: str = obj["Key"]
-            if key.endswith("/"):
-                continue
-            keys.append(key[len(prefix.prefix) :])
-    return sorted(keys)
+    keys = (str(obj["Key"]) for obj in list_objects(s3, prefix.bucket, prefix.prefix))
+    return sorted(key[len(prefix.prefix) :] for key in keys if not key.endswith("/"))
 
 
 def shard_count(

@@ -9,9 +9,10 @@ which is safe since finalising is idempotent.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
+from batch.polling import poll
+from batch.s3_listing import list_objects
 from batch.transform.finalize import existing_summary, finalize
 from batch.transform.plan import END_STATES, JobPlan
 
@@ -23,9 +24,7 @@ MAX_COUNTED_IMAGES = 100_000
 
 def images_with_output(s3: Any, plan: JobPlan) -> int:
     out = plan.transform_output_uri
-    names: set[str] = set()
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=out.bucket, Prefix=out.prefix):
-        names.update(obj["Key"][len(out.prefix) :] for obj in page.get("Contents", []))
+    names = {obj["Key"][len(out.prefix) :] for obj in list_objects(s3, out.bucket, out.prefix)}
     if plan.mode == "images":
         return sum(1 for rel in plan.keys if rel + ".out" in names)
     return sum(len(shard.images) for shard in plan.shards if shard.rel + ".out" in names)
@@ -43,9 +42,11 @@ def wait_for_job(
     """Poll until the job ends; returns its final Describe."""
     from tqdm import tqdm
 
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    status = "unknown"
     with tqdm(total=len(plan.keys), unit="img", desc=plan.job_name, disable=not show_progress) as bar:
-        while True:
+
+        def ended() -> dict[str, Any] | None:
+            nonlocal status
             job: dict[str, Any] = sagemaker.describe_transform_job(TransformJobName=plan.job_name)
             status = job["TransformJobStatus"]
             if len(plan.keys) <= MAX_COUNTED_IMAGES:
@@ -54,11 +55,14 @@ def wait_for_job(
                 except Exception:  # progress is cosmetic; never fail the wait on it
                     log.debug("progress listing failed", exc_info=True)
             bar.set_postfix_str(status)
-            if status in END_STATES:
-                return job
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"transform job {plan.job_name} still {status} after {timeout_s:.0f}s")
-            time.sleep(poll_s)
+            return job if status in END_STATES else None
+
+        return poll(
+            ended,
+            timeout_s=timeout_s,
+            interval_s=poll_s,
+            on_timeout=lambda: f"transform job {plan.job_name} still {status} after {timeout_s:.0f}s",
+        )
 
 
 def settle_summary(
@@ -66,12 +70,12 @@ def settle_summary(
 ) -> dict[str, Any]:
     """The summary the completion handler writes, or our own if none appears within `wait_s`."""
     status = str(job["TransformJobStatus"])
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        found = existing_summary(s3, plan, status)
-        if found is not None:
-            return found
-        time.sleep(poll_s)
+    try:
+        return poll(
+            lambda: existing_summary(s3, plan, status), timeout_s=wait_s, interval_s=poll_s, on_timeout=lambda: ""
+        )
+    except TimeoutError:
+        pass
     log.info("no summary from the completion handler after %.0fs: finalising here", wait_s)
     return finalize(s3, plan, job)
 

@@ -22,6 +22,7 @@ from PIL import Image
 from batch.async_inference.client import AsyncPoseClient
 from batch.async_inference.layout import inference_id
 from batch.errors import KeyTooLong
+from batch.s3_listing import list_objects
 from batch.schema import ErrorRecord, PoseResult
 
 pytestmark = pytest.mark.slow
@@ -94,8 +95,7 @@ def read(stack: Any, key: str) -> bytes:
 
 
 def keys_under(stack: Any, prefix: str) -> list[str]:
-    pages = stack.client("s3").get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
-    return [o["Key"] for page in pages for o in page.get("Contents", [])]
+    return [o["Key"] for o in list_objects(stack.client("s3"), BUCKET, prefix)]
 
 
 def small_jpeg(name: str = "bus.jpg", width: int = 160) -> bytes:

@@ -104,6 +104,8 @@ def test_output_names_aws_would_reject_are_rejected(stack: Any, field: str, valu
         "sagemaker-runtime",
         endpoint_url=stack.sagemaker_url,
         region_name=stack.region,
+        aws_access_key_id=stack.environment["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=stack.environment["AWS_SECRET_ACCESS_KEY"],
         config=Config(parameter_validation=False),
     )
     with pytest.raises(ClientError, match=field) as caught:

@@ -10,27 +10,28 @@ from typing import Any
 
 from batch.local.stack import EmbeddedStack
 from batch.model_package import upload_model
+from batch.polling import poll
+from batch.s3_listing import list_objects
 from batch.transform.completion import TOPIC_NAME
 from batch.transform.plan import END_STATES
 
 
 def wait_until_job_ends(sagemaker: Any, name: str, *, timeout_s: float = 240.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    def ended() -> dict[str, Any] | None:
         job: dict[str, Any] = sagemaker.describe_transform_job(TransformJobName=name)
-        if job["TransformJobStatus"] in END_STATES:
-            return job
-        time.sleep(0.5)
-    raise TimeoutError(f"transform job {name} did not end within {timeout_s:.0f}s")
+        return job if job["TransformJobStatus"] in END_STATES else None
+
+    return poll(
+        ended, timeout_s=timeout_s, interval_s=0.5, on_timeout=lambda: f"transform job {name} did not end in time"
+    )
 
 
 def objects(s3: Any, bucket: str, prefix: str) -> dict[str, bytes]:
     """Every object under `prefix`, by key relative to it."""
-    found: dict[str, bytes] = {}
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for obj in page.get("Contents", []):
-            found[obj["Key"][len(prefix) :]] = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
-    return found
+    return {
+        obj["Key"][len(prefix) :]: s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
+        for obj in list_objects(s3, bucket, prefix)
+    }
 
 
 @dataclass

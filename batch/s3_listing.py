@@ -1,0 +1,12 @@
+"""Listing S3: every object under a prefix, page by page (the one paginator loop in the product)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+
+def list_objects(s3: Any, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
+    """Each object summary (`Key`, `Size`, `ETag`, ...) under `prefix` ('' = the whole bucket), in key order."""
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        yield from page.get("Contents", [])
