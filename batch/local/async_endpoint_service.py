@@ -6,8 +6,8 @@ container per instance, in the background (`Creating` -> `InService` or `Failed`
 Runtime (REST-JSON): `POST /endpoints/{name}/async-invocations`, answered 202 with the inference id
 and the output/failure locations; the work itself runs in `async_worker.AsyncRunner`. As on AWS, the
 response object is `<S3OutputPath>/<inference id>.out` and the failure object
-`<S3FailurePath>/<inference id>-error.out` unless the caller names them (`S3OutputPathExtension`,
-`Filename`, checked against the API's patterns).
+`<S3FailurePath>/<inference id>-error.out` (PoseBatch never sends `Filename` or
+`S3OutputPathExtension`, so the stand-in does not emulate them).
 
 `deploy_local_endpoint` deploys the default endpoint through the same boto3 code as on AWS and wires
 the S3-event path: bucket notification -> SQS -> `batch.async_inference.trigger` (the Lambda's code).
@@ -16,7 +16,6 @@ the S3-event path: bucket notification -> SQS -> `batch.async_inference.trigger`
 from __future__ import annotations
 
 import logging
-import re
 import shutil
 import threading
 import time
@@ -38,9 +37,6 @@ log = logging.getLogger(__name__)
 
 _H = "x-amzn-sagemaker-"
 _DEFAULT_CONCURRENCY = 4  # SageMaker picks one when MaxConcurrentInvocationsPerInstance is unset
-# InvokeEndpointAsync's patterns (botocore's service model); AWS rejects anything else.
-_FILENAME = re.compile(r"(?!.*\..*\.)[a-zA-Z0-9][a-zA-Z0-9_.-]{0,31}")
-_EXTENSION = re.compile(r"(?!s3:|https:)[a-zA-Z0-9!_.*'()/-]{1,512}")
 _installed: weakref.WeakKeyDictionary[EmbeddedStack, AsyncEndpoints] = weakref.WeakKeyDictionary()
 
 
@@ -256,14 +252,6 @@ class AsyncEndpoints:
         )
 
     def _accept(self, endpoint_name: str, headers: dict[str, str]) -> AsyncRequest:
-        extension = headers.get(_H + "s3outputpathextension")
-        filename = headers.get(_H + "filename")
-        if extension is not None and not _EXTENSION.fullmatch(extension):
-            raise SageMakerApiError(
-                "ValidationError", f"S3OutputPathExtension {extension!r} does not match the pattern"
-            )
-        if filename is not None and not _FILENAME.fullmatch(filename):
-            raise SageMakerApiError("ValidationError", f"Filename {filename!r} does not match the pattern")
         with self._api.lock:
             endpoint = self._endpoints.get(endpoint_name)
         if endpoint is None:
@@ -277,10 +265,8 @@ class AsyncEndpoints:
         if len(inference_id) > 64:
             raise SageMakerApiError("ValidationError", "InferenceId must be at most 64 characters")
         output_config = self._configs[endpoint.config_name]["AsyncInferenceConfig"]["OutputConfig"]
-        extension = (extension or "").strip("/")
         output_path = str(output_config["S3OutputPath"]).rstrip("/")
         failure_path = str(output_config.get("S3FailurePath") or output_path).rstrip("/")
-        folder = "/" + extension if extension else ""
         accepted = AsyncRequest(
             inference_id=inference_id,
             endpoint_name=endpoint_name,
@@ -288,8 +274,8 @@ class AsyncEndpoints:
             content_type=headers.get(_H + "content-type") or "application/octet-stream",
             accept=headers.get(_H + "accept"),
             custom_attributes=headers.get(_H + "custom-attributes"),
-            output_location=f"{output_path}{folder}/{filename or inference_id + '.out'}",
-            failure_location=f"{failure_path}{folder}/{filename or inference_id + '-error.out'}",
+            output_location=f"{output_path}/{inference_id}.out",
+            failure_location=f"{failure_path}/{inference_id}-error.out",
             invocation_timeout_s=_bounded(headers, "invocationtimeoutseconds", 900, 1, 3600),
             request_ttl_s=_bounded(headers, "requestttlseconds", 21600, 60, 21600),
             received_at=time.time(),

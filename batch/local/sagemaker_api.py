@@ -66,7 +66,6 @@ class LocalSageMaker:
         self.register("CreateModel", self._create_model)
         self.register("DescribeModel", self._describe_model)
         self.register("DeleteModel", self._delete_model)
-        self.register("ListModels", self._list_models)
         self.app.add_api_route("/", self._dispatch, methods=["POST"])
 
     def register(self, name: str, operation: Operation) -> None:
@@ -129,14 +128,6 @@ class LocalSageMaker:
             if self.models.pop(str(request.get("ModelName")), None) is None:
                 raise not_found(f'Could not find model "{request.get("ModelName")}".')
         return {}
-
-    def _list_models(self, request: dict[str, Any]) -> dict[str, Any]:
-        with self.lock:
-            models = [
-                {"ModelName": m["ModelName"], "ModelArn": m["ModelArn"], "CreationTime": m["CreationTime"]}
-                for m in self.models.values()
-            ]
-        return {"Models": models}
 
 
 def _error(exc: SageMakerApiError) -> JSONResponse:

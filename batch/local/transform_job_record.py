@@ -57,7 +57,8 @@ def resolve_parameters(request: dict[str, Any], answer: dict[str, Any] | None) -
         (1 <= timeout <= 3600, f"InvocationsTimeoutInSeconds must be 1-3600, got {timeout}"),
         (0 <= retries <= 3, f"InvocationsMaxRetries must be 0-3, got {retries}"),
         (split in ("None", "Line"), f"SplitType {split!r}: the local stand-in supports None and Line"),
-        (compression in ("None", "Gzip"), f"CompressionType must be None or Gzip, got {compression!r}"),
+        # PoseBatch never compresses its inputs: the stand-in emulates only CompressionType=None.
+        (compression == "None", f"CompressionType {compression!r}: the local stand-in supports None"),
         (assemble_with in ("None", "Line"), f"AssembleWith must be None or Line, got {assemble_with!r}"),
     ]
     for ok, message in checks:
@@ -68,7 +69,6 @@ def resolve_parameters(request: dict[str, Any], answer: dict[str, Any] | None) -
         max_payload_mb=max_payload,
         batch_strategy=normalise_batch_strategy(str(_pick("BatchStrategy", request, answer, DEFAULT_STRATEGY))),
         split_type=split,
-        compression=compression,
         content_type=transform_input.get("ContentType"),
         accept=output.get("Accept"),
         assemble_with=assemble_with,

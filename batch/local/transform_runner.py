@@ -12,7 +12,6 @@ requests to the real serving container and `.out` files, with SageMaker's semant
 
 from __future__ import annotations
 
-import gzip
 import logging
 import threading
 import time
@@ -49,7 +48,6 @@ class RunParameters:
     max_payload_mb: int
     batch_strategy: Strategy
     split_type: str
-    compression: str
     content_type: str | None
     accept: str | None
     assemble_with: str
@@ -174,18 +172,12 @@ class InstanceWorker:
 
     def _requests(self, item: InputFile) -> list[bytes]:
         limit = self.params.max_payload_bytes
-        whole = self.params.split_type == "None" and self.params.compression == "None"
-        if whole and limit is not None and item.size > limit:
+        if self.params.split_type == "None" and limit is not None and item.size > limit:
             raise FileFailed(f"{item.size} bytes exceeds MaxPayloadInMB={self.params.max_payload_mb}")
         try:
             body = self._s3.get_object(Bucket=self._bucket, Key=item.key)["Body"].read()
         except ClientError as exc:
             raise FileFailed(f"cannot read s3://{self._bucket}/{item.key}: {exc}") from None
-        if self.params.compression == "Gzip":
-            try:
-                body = gzip.decompress(body)
-            except (OSError, EOFError) as exc:
-                raise FileFailed(f"not a valid gzip file: {exc}") from None
         if self.params.split_type == "None":
             if limit is not None and len(body) > limit:
                 raise FileFailed(f"{len(body)} bytes exceeds MaxPayloadInMB={self.params.max_payload_mb}")

@@ -7,9 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from batch.async_inference.layout import AsyncLayout
@@ -91,23 +89,4 @@ def test_invocations_of_unusable_endpoints_are_validation_errors(stack: Any, end
     runtime = stack.client("sagemaker-runtime")
     with pytest.raises(ClientError, match=message) as caught:
         runtime.invoke_endpoint_async(EndpointName=endpoint, InputLocation=f"s3://{BUCKET}/in/a.jpg")
-    assert caught.value.response["Error"]["Code"] == "ValidationError"
-
-
-@pytest.mark.parametrize(
-    ("field", "value"),
-    [("Filename", "a.jpg.json"), ("Filename", "x" * 33), ("Filename", "a b.json"), ("S3OutputPathExtension", "a b")],
-)
-def test_output_names_aws_would_reject_are_rejected(stack: Any, field: str, value: str) -> None:
-    """botocore refuses these before sending; a client that skips its validation meets the same rule."""
-    unvalidated = boto3.client(
-        "sagemaker-runtime",
-        endpoint_url=stack.sagemaker_url,
-        region_name=stack.region,
-        aws_access_key_id=stack.environment["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=stack.environment["AWS_SECRET_ACCESS_KEY"],
-        config=Config(parameter_validation=False),
-    )
-    with pytest.raises(ClientError, match=field) as caught:
-        unvalidated.invoke_endpoint_async(EndpointName="any", InputLocation=f"s3://{BUCKET}/in/a.jpg", **{field: value})
     assert caught.value.response["Error"]["Code"] == "ValidationError"
