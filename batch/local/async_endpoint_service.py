@@ -19,7 +19,6 @@ import logging
 import shutil
 import threading
 import time
-import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +36,6 @@ log = logging.getLogger(__name__)
 
 _H = "x-amzn-sagemaker-"
 _DEFAULT_CONCURRENCY = 4  # SageMaker picks one when MaxConcurrentInvocationsPerInstance is unset
-_installed: weakref.WeakKeyDictionary[EmbeddedStack, AsyncEndpoints] = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -318,10 +316,10 @@ def _new_id() -> str:
 
 def install(stack: EmbeddedStack) -> AsyncEndpoints:
     """Register the endpoint operations and the runtime route on the stack's SageMaker stand-in."""
-    installed = _installed[stack] = AsyncEndpoints(stack)
-    return installed
+    return AsyncEndpoints(stack)
 
 
 def endpoints_of(stack: EmbeddedStack) -> AsyncEndpoints:
     """What `install` put on this stack."""
-    return _installed[stack]
+    assert stack.async_endpoints is not None, "the stack is not started"
+    return stack.async_endpoints

@@ -14,7 +14,7 @@ import os
 import threading
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
@@ -24,6 +24,10 @@ from batch.local.ports import free_port, wait_http_ok
 from batch.local.sagemaker_api import LocalSageMaker
 from batch.local.sqs_poller import LambdaHandler, SqsLambdaPoller
 from batch.local.state import state_path, write_state
+
+if TYPE_CHECKING:
+    from batch.local.async_endpoint_service import AsyncEndpoints
+    from batch.local.transform_job_service import TransformJobService
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +47,9 @@ class EmbeddedStack:
         self.pollers: list[SqsLambdaPoller] = []
         self._uvicorn: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        # The stand-in's services, held by the stack they serve (set by `start`).
+        self.transform_jobs: TransformJobService | None = None
+        self.async_endpoints: AsyncEndpoints | None = None
 
     @property
     def environment(self) -> dict[str, str]:
@@ -68,8 +75,8 @@ class EmbeddedStack:
         self.moto.start()
         self._start_sagemaker_api()
         self.client("s3").create_bucket(Bucket=self.bucket)
-        transform_job_service.install(self)
-        async_endpoint_service.install(self)
+        self.transform_jobs = transform_job_service.install(self)
+        self.async_endpoints = async_endpoint_service.install(self)
         self.state_file.unlink(missing_ok=True)  # a stale one from a stack that was killed
         write_state(self.home, environment=self.environment, bucket=self.bucket, pid=os.getpid())
         return self

@@ -11,7 +11,6 @@ import json
 import logging
 import re
 import threading
-import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -232,17 +231,14 @@ def _validate(request: dict[str, Any]) -> None:
         raise validation_error("MaxConcurrentTransforms * MaxPayloadInMB must not exceed 100 MB")
 
 
-_SERVICES: weakref.WeakKeyDictionary[EmbeddedStack, TransformJobService] = weakref.WeakKeyDictionary()
-
-
 def service(stack: EmbeddedStack) -> TransformJobService:
     """The running service of `stack` (tests reach jobs and their containers through it)."""
-    return _SERVICES[stack]
+    assert stack.transform_jobs is not None, "the stack is not started"
+    return stack.transform_jobs
 
 
-def install(stack: EmbeddedStack) -> None:
+def install(stack: EmbeddedStack) -> TransformJobService:
     jobs = TransformJobService(stack)
-    _SERVICES[stack] = jobs
     stack.sagemaker.register("CreateTransformJob", jobs.create)
     stack.sagemaker.register("DescribeTransformJob", jobs.describe)
     stack.sagemaker.register("ListTransformJobs", jobs.list)
@@ -259,3 +255,4 @@ def install(stack: EmbeddedStack) -> None:
     events.put_rule(Name=RULE_NAME, EventPattern=json.dumps(completion.EVENT_PATTERN), State="ENABLED")
     events.put_targets(Rule=RULE_NAME, Targets=[{"Id": "transform-completion", "Arn": queue_arn}])
     log.info("local transform jobs ready (topic %s)", topic_arn)
+    return jobs

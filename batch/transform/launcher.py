@@ -16,6 +16,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from batch import aws
+from batch.s3_listing import list_keys
 from batch.s3_uri import S3Uri
 from batch.transform import manifest
 from batch.transform.plan import PLAN_ENV, JobPlan, Mode
@@ -110,7 +111,7 @@ def build_plan(s3: Any, options: LaunchOptions, job_name: str) -> JobPlan:
         output.prefix.startswith(source.prefix) or source.prefix.startswith(output.prefix)
     ):
         raise LaunchError(f"the output {output} and the input {source} must not contain each other")
-    keys = manifest.list_keys(s3, source)
+    keys = list_keys(s3, source)
     if not keys:
         raise LaunchError(f"no objects under {source}: nothing to transform")
     plan = JobPlan(

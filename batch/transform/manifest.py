@@ -1,4 +1,4 @@
-"""Listing an input prefix, and cutting it into JSON Lines manifests for the high-throughput mode.
+"""Cutting an input prefix into JSON Lines manifests for the high-throughput mode.
 
 Batch Transform spreads input *files* over instances, and never mixes the records of two files in one
 request; so the number and size of the shards decide both how many instances get work and how many
@@ -14,18 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from batch.manifest_line import ManifestLine
-from batch.s3_listing import list_objects
-from batch.s3_uri import S3Uri
 from batch.transform.plan import JobPlan, Shard, annotated_uri, keypoints_uri
 
 DEFAULT_SHARDS_PER_INSTANCE = 4
 DEFAULT_MAX_IMAGES_PER_SHARD = 256
-
-
-def list_keys(s3: Any, prefix: S3Uri) -> list[str]:
-    """Every object below `prefix`, as keys relative to it, sorted. Folder markers are not inputs."""
-    keys = (str(obj["Key"]) for obj in list_objects(s3, prefix.bucket, prefix.prefix))
-    return sorted(key[len(prefix.prefix) :] for key in keys if not key.endswith("/"))
 
 
 def shard_count(

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from batch.local.moto_server import MotoServer
+from batch.s3_listing import list_keys
 from batch.s3_uri import S3Uri
-from batch.transform.manifest import build_shards, list_keys, manifest_line, shard_count, split_evenly
+from batch.transform.manifest import build_shards, manifest_line, shard_count, split_evenly
 from batch.transform.plan import JobPlan
 
 
