@@ -10,16 +10,15 @@ concurrency; `run_sync` wraps it.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from batch import aws
 from batch.async_inference.layout import AsyncLayout, Placement, inference_id
+from batch.async_inference.outcome_notifications import OutcomeNotifications
 from batch.async_inference.trigger import endpoint_output_root, invocation_request
 from batch.content_types import image_type_for
 from batch.errors import KeyTooLong
@@ -81,6 +80,7 @@ class AsyncPoseClient:
         self._clients = {name: clients(name) for name in ("s3", "sns", "sqs", "sagemaker", "sagemaker-runtime")}
         self._output_uri = output_uri
         self._limit = asyncio.Semaphore(concurrency)
+        self._notifications = OutcomeNotifications(endpoint_name, self._clients)
 
     # --- submitting ------------------------------------------------------------------------------
     async def submit(self, uri: str, *, input_root: str | None = None) -> list[Submission | Outcome]:
@@ -134,7 +134,7 @@ class AsyncPoseClient:
         deadline = time.monotonic() + timeout_s
         next_s3_check = 0.0
         while pending and time.monotonic() < deadline:
-            for message in await self._call(self._receive):
+            for message in await self._call(self._notifications.receive):
                 submission = pending.pop(str(message.get("inferenceId")), None)
                 if submission is not None:
                     outcomes[submission.inference_id] = await self._outcome(submission, message)
@@ -143,7 +143,7 @@ class AsyncPoseClient:
                     found = await self._outcome_from_s3(submission)
                     if found is not None:
                         outcomes[pending.pop(submission.inference_id).inference_id] = found
-                next_s3_check = time.monotonic() + (10.0 if self._queue_url else 1.0)
+                next_s3_check = time.monotonic() + (10.0 if self._notifications.listening else 1.0)
         for submission in pending.values():
             outcomes[submission.inference_id] = _failed(
                 submission.placement.input_uri, submission.inference_id, "timeout", f"no outcome in {timeout_s:.0f}s"
@@ -155,7 +155,7 @@ class AsyncPoseClient:
     ) -> list[Outcome]:
         """Submit, and with `wait` listen for the outcomes (subscribed before submitting, so none is missed)."""
         if wait:
-            await self._call(self._subscribe)
+            await self._call(self._notifications.subscribe)
         try:
             submitted = await self.submit(uri, input_root=input_root)
             done = [s for s in submitted if isinstance(s, Outcome)]
@@ -164,7 +164,7 @@ class AsyncPoseClient:
                 return done + [Outcome(s.placement.input_uri, s.inference_id) for s in accepted]
             return done + await self.wait(accepted, timeout_s=timeout_s)
         finally:
-            await self._call(self._unsubscribe)
+            await self._call(self._notifications.unsubscribe)
 
     async def _outcome(self, submission: Submission, message: dict[str, Any]) -> Outcome:
         if message.get("invocationStatus") == "Completed":
@@ -224,72 +224,6 @@ class AsyncPoseClient:
         response = await self._call(lambda: self._clients["s3"].get_object(Bucket=uri.bucket, Key=uri.key))
         return bytes(await self._call(response["Body"].read))
 
-    # --- the notification subscription -----------------------------------------------------------
-    _queue_url: str | None = None
-    _subscriptions: tuple[str, ...] = ()
-
-    def _subscribe(self) -> None:
-        topics = [t for t in self._topics() if t]
-        if not topics:
-            return
-        sqs, sns = self._clients["sqs"], self._clients["sns"]
-        self._queue_url = sqs.create_queue(QueueName=f"posebatch-wait-{uuid.uuid4().hex[:12]}")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=self._queue_url, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
-        policy = {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Principal": {"Service": "sns.amazonaws.com"},
-                    "Action": "sqs:SendMessage",
-                    "Resource": queue_arn,
-                    "Condition": {"ArnEquals": {"aws:SourceArn": topics}},
-                }
-            ],
-        }
-        sqs.set_queue_attributes(QueueUrl=self._queue_url, Attributes={"Policy": json.dumps(policy)})
-        self._subscriptions = tuple(
-            sns.subscribe(TopicArn=t, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})[
-                "SubscriptionArn"
-            ]
-            for t in topics
-        )
-
-    def _unsubscribe(self) -> None:
-        for subscription in self._subscriptions:
-            self._clients["sns"].unsubscribe(SubscriptionArn=subscription)
-        if self._queue_url:
-            self._clients["sqs"].delete_queue(QueueUrl=self._queue_url)
-        self._queue_url, self._subscriptions = None, ()
-
-    def _receive(self) -> list[dict[str, Any]]:
-        if not self._queue_url:
-            time.sleep(0.5)  # S3 polling only: pace it
-            return []
-        sqs = self._clients["sqs"]
-        messages = sqs.receive_message(QueueUrl=self._queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
-            "Messages", []
-        )
-        if messages:
-            sqs.delete_message_batch(
-                QueueUrl=self._queue_url,
-                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
-            )
-        parsed = [_notification(m["Body"]) for m in messages]
-        return [p for p in parsed if p is not None]
-
-    def _topics(self) -> tuple[str | None, str | None]:
-        config = self._endpoint_config()
-        notification = config.get("AsyncInferenceConfig", {}).get("OutputConfig", {}).get("NotificationConfig", {})
-        return notification.get("SuccessTopic"), notification.get("ErrorTopic")
-
-    def _endpoint_config(self) -> dict[str, Any]:
-        sagemaker = self._clients["sagemaker"]
-        name = sagemaker.describe_endpoint(EndpointName=self.endpoint_name)["EndpointConfigName"]
-        return dict(sagemaker.describe_endpoint_config(EndpointConfigName=name))
-
     async def _output_root(self) -> str:
         if self._output_uri is None:
             self._output_uri = await self._call(
@@ -309,17 +243,6 @@ def run_sync(coroutine: Awaitable[T]) -> T:
         return await coroutine
 
     return asyncio.run(_run())
-
-
-def _notification(body: str) -> dict[str, Any] | None:
-    try:
-        message = json.loads(body)
-        if message.get("Type") == "Notification":  # delivered without RawMessageDelivery
-            message = json.loads(message["Message"])
-    except (ValueError, KeyError, TypeError, AttributeError):
-        log.warning("ignoring a message that is not an async inference notification: %.200s", body)
-        return None
-    return message if isinstance(message, dict) else None
 
 
 def _failed(input_uri: str, request_id: str | None, code: str, message: str) -> Outcome:
