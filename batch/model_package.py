@@ -14,5 +14,11 @@ def package_checkpoint(checkpoint: Path, output: Path) -> Path:
         raise ValueError(f"expected an Ultralytics .pt checkpoint, got {checkpoint.name}")
     output.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(output, "w:gz") as tar:
-        tar.add(checkpoint, arcname=checkpoint.name)
+        tar.add(checkpoint, arcname=checkpoint.name, filter=_readable_by_the_container)
     return output
+
+
+def _readable_by_the_container(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    """SageMaker unpacks as root, keeping these modes; the image serves as a non-root user."""
+    info.mode, info.uid, info.gid, info.uname, info.gname = 0o644, 0, 0, "root", "root"
+    return info
