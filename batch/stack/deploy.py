@@ -111,7 +111,11 @@ def next_steps(outputs: dict[str, str]) -> list[str]:
         f"                    async success {outputs.get('AsyncSuccessTopicArn')}",
         f"                    async error {outputs.get('AsyncErrorTopicArn')}",
         f"                    alarms {outputs.get('AlarmTopicArn')}",
-        "for `pose-batch transform`:",
+        "run a Batch Transform job over images copied under the batch input (one command):",
+        f"  pose-batch transform {outputs.get('BatchInputUri')} --output {outputs.get('OutputUri')} --wait"
+        f" --image-uri {outputs.get('ImageUri')} --model-data {outputs.get('ModelDataUrl')}"
+        f" --role-arn {outputs.get('SageMakerExecutionRoleArn')}",
+        "or set them once for every `pose-batch transform`:",
         f"  export POSEBATCH_IMAGE_URI={outputs.get('ImageUri')}",
         f"  export POSEBATCH_MODEL_DATA={outputs.get('ModelDataUrl')}",
         f"  export POSEBATCH_ROLE_ARN={outputs.get('SageMakerExecutionRoleArn')}",

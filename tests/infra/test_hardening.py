@@ -156,3 +156,45 @@ def test_model_archive_is_readable_by_the_non_root_user(tmp_path: Path) -> None:
     with tarfile.open(package_checkpoint(checkpoint, tmp_path / "model.tar.gz")) as tar:
         (member,) = tar.getmembers()
     assert (member.name, member.mode) == ("private.pt", 0o644)
+
+
+SERVICE_OF_TYPE = {
+    "S3": "s3",
+    "SQS": "sqs",
+    "SNS": "sns",
+    "IAM": "iam",
+    "Logs": "logs",
+    "Lambda": "lambda",
+    "Events": "events",
+    "SageMaker": "sagemaker",
+    "ApplicationAutoScaling": "application-autoscaling",
+    "CloudWatch": "cloudwatch",
+}
+
+
+def test_deploy_policy_lets_cloudformation_create_every_resource_type(resources: dict[str, Any]) -> None:
+    """The stack deploys with the caller's permissions: each service of the template needs a creating action."""
+    policy = json.loads((REPO / "docs" / "iam-deploy-policy.json").read_text())
+    actions = {a for s in policy["Statement"] if s["Effect"] == "Allow" for a in s["Action"]}
+    for resource_type in {r["Type"] for r in resources.values()}:
+        service = SERVICE_OF_TYPE[resource_type.split("::")[1]]
+        assert any(
+            a.startswith(f"{service}:") and a.split(":")[1].startswith(("Create", "Put", "Register")) for a in actions
+        ), resource_type
+    assert {
+        "cloudformation:CreateChangeSet",
+        "cloudformation:ExecuteChangeSet",
+        "iam:PassRole",
+        "ecr:PutImage",
+    } <= actions
+    assert all("*" not in a for a in actions)
+
+
+def test_buildspec_builds_the_dockerfile_and_pushes_to_ecr() -> None:
+    import yaml
+
+    spec = yaml.safe_load((REPO / "buildspec.yml").read_text())
+    assert spec["version"] == 0.2
+    commands = " ".join(c for phase in spec["phases"].values() for c in phase["commands"])
+    for text in ("ecr get-login-password", "scanOnPush=true", "-f container/Dockerfile", "docker push"):
+        assert text in commands

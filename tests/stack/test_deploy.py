@@ -5,13 +5,14 @@ listed in MOTO_SKIPS (docs/aws-deploy.md says the same)."""
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cfnlint.decode import cfn_yaml
 
-from batch.cli import main
+from batch.cli import build_parser, main
 from batch.stack.artifacts import ensure_bucket
 from batch.stack.deploy import TEMPLATE
 
@@ -75,6 +76,11 @@ def test_deploy_update_delete(aws: Any, model_path: Path, capsys: pytest.Capture
     for line in (f"s3://{bucket}/input/", f"s3://{bucket}/batch-input/", outputs["TransformCompletionTopicArn"],
                  f"export POSEBATCH_ROLE_ARN={outputs['SageMakerExecutionRoleArn']}", "pbtest-async"):  # fmt: skip
         assert line in out
+    # The printed next step is a valid `pose-batch transform` command line for this stack.
+    (command,) = [line.strip() for line in out.splitlines() if line.strip().startswith("pose-batch transform ")]
+    parsed = build_parser().parse_args(shlex.split(command)[1:])
+    assert (parsed.input, parsed.output) == (f"s3://{bucket}/batch-input/", f"s3://{bucket}/output/")
+    assert parsed.role_arn == outputs["SageMakerExecutionRoleArn"] and parsed.image_uri == IMAGE
     # The resources really exist, configured from the parameters.
     aws("s3").head_bucket(Bucket=bucket)
     trigger = aws("lambda").get_function(FunctionName=f"{STACK}-s3-trigger")
