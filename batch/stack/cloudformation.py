@@ -69,7 +69,6 @@ def deploy_stack(
         raise StackError(f"stack {stack_name} is busy ({status}); wait for it to finish")
     change_type = "CREATE" if status in (None, "REVIEW_IN_PROGRESS") else "UPDATE"
     name = f"posebatch-{datetime.now(timezone.utc):%Y%m%d%H%M%S}"
-    started = datetime.now(timezone.utc)
     cfn.create_change_set(
         StackName=stack_name,
         ChangeSetName=name,
@@ -89,10 +88,11 @@ def deploy_stack(
     for change in described.get("Changes", []):
         rc = change.get("ResourceChange", {})
         on_event({"change": rc.get("Action"), "LogicalResourceId": rc.get("LogicalResourceId"), **rc})
+    marker = latest_event_id(cfn, stack_name)
     cfn.execute_change_set(StackName=stack_name, ChangeSetName=name)
-    final = wait_for_stack(cfn, stack_name, started, on_event=on_event, poll_s=poll_s, timeout_s=timeout_s)
+    final = wait_for_stack(cfn, stack_name, marker, on_event=on_event, poll_s=poll_s, timeout_s=timeout_s)
     if final not in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
-        raise StackError(f"stack {stack_name} ended {final}: {first_failure(cfn, stack_name, started)}")
+        raise StackError(f"stack {stack_name} ended {final}: {first_failure(cfn, stack_name, marker)}")
     return DeployResult("created" if change_type == "CREATE" else "updated", stack_outputs(cfn, stack_name))
 
 
@@ -102,13 +102,13 @@ def delete_stack(
     """Delete the stack and wait; False when there was none."""
     if stack_status(cfn, stack_name) is None:
         return False
-    started = datetime.now(timezone.utc)
     stack_id = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]["StackId"]
+    marker = latest_event_id(cfn, stack_id)
     cfn.delete_stack(StackName=stack_name)
     # A deleted stack is only found by its id.
-    final = wait_for_stack(cfn, stack_id, started, on_event=on_event, poll_s=poll_s, timeout_s=timeout_s)
+    final = wait_for_stack(cfn, stack_id, marker, on_event=on_event, poll_s=poll_s, timeout_s=timeout_s)
     if final not in ("DELETE_COMPLETE", None):
-        raise StackError(f"stack {stack_name} ended {final}: {first_failure(cfn, stack_id, started)}")
+        raise StackError(f"stack {stack_name} ended {final}: {first_failure(cfn, stack_id, marker)}")
     return True
 
 
@@ -126,7 +126,7 @@ def _wait_change_set(cfn: Any, stack_name: str, name: str, poll_s: float, timeou
 def wait_for_stack(
     cfn: Any,
     stack: str,
-    since: datetime,
+    after: str | None,
     *,
     on_event: EventPrinter,
     poll_s: float,
@@ -137,7 +137,7 @@ def wait_for_stack(
     deadline = time.monotonic() + timeout_s
     while True:
         status = stack_status(cfn, stack)
-        for event in _events_since(cfn, stack, since):
+        for event in events_after(cfn, stack, after):
             if event["EventId"] not in seen:
                 seen.add(event["EventId"])
                 on_event(event)
@@ -148,10 +148,10 @@ def wait_for_stack(
         time.sleep(poll_s)
 
 
-def first_failure(cfn: Any, stack: str, since: datetime) -> str:
-    """'Resource (Type): reason' of the first failed resource since `since` (the root cause; later
-    failures are usually 'Resource creation cancelled')."""
-    for event in _events_since(cfn, stack, since):
+def first_failure(cfn: Any, stack: str, after: str | None) -> str:
+    """'Resource (Type): reason' of the first resource that failed after event `after` (the root
+    cause; later failures are usually 'Resource creation cancelled')."""
+    for event in events_after(cfn, stack, after):
         if event.get("ResourceStatus", "").endswith("_FAILED") and event.get("LogicalResourceId") != stack:
             return (
                 f"{event['LogicalResourceId']} ({event.get('ResourceType')}): "
@@ -160,19 +160,22 @@ def first_failure(cfn: Any, stack: str, since: datetime) -> str:
     return "no failed resource reported"
 
 
-def _events_since(cfn: Any, stack: str, since: datetime) -> list[dict[str, Any]]:
-    """This operation's stack events, oldest first (the API pages them newest first)."""
+def latest_event_id(cfn: Any, stack: str) -> str | None:
+    """The newest event's id: the operation that follows is everything after it. Event ids, not
+    time stamps, so a skewed local clock cannot hide or repeat events."""
+    events = cfn.describe_stack_events(StackName=stack)["StackEvents"]
+    return str(events[0]["EventId"]) if events else None
+
+
+def events_after(cfn: Any, stack: str, after: str | None) -> list[dict[str, Any]]:
+    """The stack's events newer than event `after`, oldest first (the API pages them newest first)."""
     events: list[dict[str, Any]] = []
     for page in cfn.get_paginator("describe_stack_events").paginate(StackName=stack):
-        fresh = [e for e in page["StackEvents"] if _aware(e["Timestamp"]) >= since.replace(microsecond=0)]
-        events += fresh
-        if len(fresh) < len(page["StackEvents"]):
-            break
-    return sorted(events, key=lambda e: _aware(e["Timestamp"]))
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        for event in page["StackEvents"]:
+            if event["EventId"] == after:
+                return events[::-1]
+            events.append(event)
+    return events[::-1]
 
 
 def format_event(event: dict[str, Any]) -> str:

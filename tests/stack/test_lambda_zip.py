@@ -231,3 +231,11 @@ def test_unpacked_zip_handles_recorded_events_with_only_boto3(tmp_path: Path, mo
     assert s3.head_object(Bucket=BUCKET, Key="output/keypoints/a.jpg.json")
     messages = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=5)["Messages"]
     assert "posebatch-images-1 ended: Completed" in messages[0]["Body"]
+
+
+def test_package_command_writes_the_zip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from batch.cli import main
+
+    assert main(["stack", "package", "--out", str(tmp_path)]) == 0
+    assert zipfile.ZipFile(tmp_path / "lambda.zip").testzip() is None
+    assert "events.s3_trigger" in capsys.readouterr().out

@@ -11,7 +11,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from batch.stack.cloudformation import StackError, deploy_stack, first_failure, format_event
+from batch.stack.cloudformation import StackError, deploy_stack, first_failure, format_event, wait_for_stack
 
 STACK_ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/posebatch/1"
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
@@ -48,10 +48,11 @@ RECORDED = [
 
 
 def test_first_failure_is_the_root_cause_of_this_operation() -> None:
+    # e1 is the newest event before the change set ran: e0 belongs to an earlier deployment.
     cfn = boto3.client("cloudformation", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
     with Stubber(cfn) as stub:
         stub.add_response("describe_stack_events", {"StackEvents": RECORDED}, {"StackName": "posebatch"})
-        reason = first_failure(cfn, "posebatch", since=T0 + timedelta(seconds=1))
+        reason = first_failure(cfn, "posebatch", after="e1")
     assert reason.startswith("S3TriggerFunction (AWS::Lambda::Function): Specified ReservedConcurrentExecutions")
 
 
@@ -67,3 +68,19 @@ def test_a_stack_left_in_rollback_complete_is_explained_not_updated() -> None:
 def test_progress_lines_name_status_resource_type_and_reason() -> None:
     line = format_event(RECORDED[2])
     assert "CREATE_FAILED" in line and "S3TriggerFunction (AWS::Lambda::Function)" in line and "[10]" in line
+
+
+def test_waiting_shows_each_new_event_once_oldest_first() -> None:
+    cfn = boto3.client("cloudformation", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    stack = {"StackName": "posebatch", "StackId": STACK_ID, "CreationTime": T0}
+    seen: list[str] = []
+    with Stubber(cfn) as stub:
+        stub.add_response("describe_stacks", {"Stacks": [{**stack, "StackStatus": "CREATE_IN_PROGRESS"}]})
+        stub.add_response("describe_stack_events", {"StackEvents": RECORDED[3:]})
+        stub.add_response("describe_stacks", {"Stacks": [{**stack, "StackStatus": "ROLLBACK_COMPLETE"}]})
+        stub.add_response("describe_stack_events", {"StackEvents": RECORDED})
+        final = wait_for_stack(
+            cfn, "posebatch", "e1", on_event=lambda e: seen.append(e["EventId"]), poll_s=0, timeout_s=60
+        )
+    assert final == "ROLLBACK_COMPLETE"
+    assert seen == ["e2", "e3", "e4", "e5"]
