@@ -5,7 +5,7 @@ Plain boto3 (botocore validates every call against the service model)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -187,7 +187,3 @@ def format_event(event: dict[str, Any]) -> str:
         f"  {event.get('ResourceStatus', ''):<20} {event.get('LogicalResourceId')} ({event.get('ResourceType')})"
         f"{'  ' + reason if reason else ''}"
     )
-
-
-def as_lines(events: Iterable[dict[str, Any]]) -> list[str]:
-    return [format_event(e) for e in events]

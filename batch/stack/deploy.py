@@ -46,6 +46,10 @@ def deploy(options: StackOptions, say: Say) -> cloudformation.DeployResult:
     if options.stack_name != options.stack_name.lower():
         # SageMaker spells endpoint ARNs in lower case; the template scopes IAM to them.
         raise cloudformation.StackError(f"use a lower-case stack name, not {options.stack_name!r}")
+    if not TEMPLATE.is_file():
+        raise cloudformation.StackError(
+            f"{TEMPLATE} not found: run `pose-batch stack` from a PoseBatch checkout (pip install -e .)"
+        )
     region, account = aws.region(), account_id()
     s3, cfn = aws.client("s3"), aws.client("cloudformation")
     bucket = options.artifacts_bucket or artifacts.artifacts_bucket_name(options.stack_name, account, region)

@@ -79,6 +79,8 @@ def registry_login(ecr: Any) -> Registry:
 
 
 def build(engine: str, tag: str, context: Path, platform: str = "linux/amd64") -> None:
+    if not (context / DOCKERFILE).is_file():
+        raise ImageError(f"{context / DOCKERFILE} not found: build from a PoseBatch checkout (pip install -e .)")
     _run([engine, "build", "--platform", platform, "-f", str(context / DOCKERFILE), "-t", tag, str(context)])
 
 
