@@ -54,6 +54,8 @@ def test_artifacts_bucket_is_private_encrypted_and_tls_only(aws: Any) -> None:
     assert s3.get_public_access_block(Bucket="arts-new")["PublicAccessBlockConfiguration"]["BlockPublicPolicy"]
 
 
+# moto warns once per skipped type; the test asserts that list itself.
+@pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning")
 def test_deploy_update_delete(aws: Any, model_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # moto evaluates the TLS-only policy's Deny without its Condition (it would refuse every upload
     # over its plain-HTTP endpoint): the artifacts bucket is pre-created without it here.
