@@ -19,7 +19,7 @@ def package_checkpoint(checkpoint: Path, output: Path) -> Path:
         raise ValueError(f"expected an Ultralytics .pt checkpoint, got {checkpoint.name}")
     output.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(output, "w:gz") as tar:
-        tar.add(checkpoint, arcname=checkpoint.name)
+        tar.add(checkpoint, arcname=checkpoint.name, filter=_readable_by_the_container)
     return output
 
 
@@ -53,3 +53,9 @@ def checkpoint_from(value: str | None) -> Path:
             "pass --model PATH/TO/checkpoint.pt or set POSE_MODEL"
         )
     return downloaded
+
+
+def _readable_by_the_container(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    """SageMaker unpacks as root, keeping these modes; the image serves as a non-root user."""
+    info.mode, info.uid, info.gid, info.uname, info.gname = 0o644, 0, 0, "root", "root"
+    return info
