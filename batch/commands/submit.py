@@ -33,7 +33,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from batch import aws
-    from batch.async_inference.client import AsyncPoseClient, run_sync
+    from batch.async_client import AsyncPoseClient, run_sync
     from batch.errors import error_record
 
     endpoint, input_root = args.endpoint, args.input_root

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from batch.async_inference.client import AsyncPoseClient
+from batch.async_client import AsyncPoseClient
 from batch.async_inference.layout import inference_id
 from batch.errors import KeyTooLong
 from batch.s3_listing import list_objects
