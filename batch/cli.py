@@ -19,6 +19,8 @@ _COMMAND_MODULES = (
     "submit",
     "deploy",
     "bench",
+    "report",
+    "eval",
 )
 
 
