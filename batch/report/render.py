@@ -29,6 +29,10 @@ td,th{border:1px solid #ddd;padding:4px 8px;text-align:left}
 """
 
 
+# Nothing may load from anywhere but the page itself: a browser refuses (and logs) any outside fetch.
+_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+
+
 @dataclass
 class ReportPage:
     location: str
@@ -69,6 +73,7 @@ def render(page: ReportPage) -> bytes:
     stats = page.stats
     parts = [
         "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>",
+        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">',
         f"<title>PoseBatch report: {escape(page.location)}</title><style>{_CSS}</style></head><body>",
         f"<h1>PoseBatch job report</h1><div class=muted>{escape(page.location)} &middot; built "
         f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} &middot; model(s): "

@@ -93,15 +93,18 @@ class LocalSource:
 
 
 class S3Source:
-    def __init__(self, uri: S3Uri, s3: Any, *, workers: int = 16) -> None:
+    def __init__(self, uri: S3Uri, s3: Any, *, workers: int = 16, page_size: int = 1000) -> None:
         self.uri = S3Uri(uri.bucket, uri.prefix)
         self.location = str(self.uri)
         self.s3 = s3
         self.workers = workers
+        self.page_size = page_size  # keys listed (and records held) at a time
 
     def records(self) -> Iterator[tuple[str, bytes]]:
         prefix = self.uri.child(KEYPOINTS).key
-        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.uri.bucket, Prefix=prefix)
+        pages = self.s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.uri.bucket, Prefix=prefix, PaginationConfig={"PageSize": self.page_size}
+        )
         with ThreadPoolExecutor(self.workers, thread_name_prefix="report-s3") as pool:
             for page in pages:
                 keys = [o["Key"] for o in page.get("Contents", []) if o["Key"].endswith(".json")]

@@ -48,7 +48,11 @@ def thumbnails(rels: Iterable[str], read: Reader | None, *, workers: int = 8) ->
     reader = read
 
     def one(rel: str) -> str | None:
-        return thumbnail(reader(rel))
+        try:
+            data = reader(rel)
+        except (OSError, KeyError, ValueError):  # a missing or unreadable input: no thumbnail
+            return None
+        return thumbnail(data)
 
     with ThreadPoolExecutor(workers, thread_name_prefix="thumbnails") as pool:
         return dict(zip(rels, pool.map(one, rels), strict=True))
