@@ -33,6 +33,7 @@ def register(subparsers: Any) -> None:
         default=DEFAULT_MAX_FAILURES,
         help="failures listed with a thumbnail; the rest are counted ('and K more')",
     )
+    parser.add_argument("--workers", type=int, default=32, help="S3 reads in flight (one GET per record)")
     parser.add_argument("--open", action="store_true", help="open the report in a web browser")
     parser.set_defaults(func=run)
 
@@ -43,12 +44,16 @@ def run(args: argparse.Namespace) -> int:
     from batch.errors import PoseError
     from batch.report import build_report
 
-    if args.thumbnails < 0 or args.max_failures < 0:
-        print("error: --thumbnails and --max-failures must be >= 0", file=sys.stderr)
+    if args.thumbnails < 0 or args.max_failures < 0 or args.workers < 1:
+        print("error: --thumbnails and --max-failures must be >= 0, --workers >= 1", file=sys.stderr)
         return 2
     try:
         outcome = build_report(
-            args.location, inputs=args.input, sample_size=args.thumbnails, max_failures=args.max_failures
+            args.location,
+            inputs=args.input,
+            sample_size=args.thumbnails,
+            max_failures=args.max_failures,
+            workers=args.workers,
         )
     except (PoseError, OSError, ClientError, BotoCoreError) as exc:
         print(f"error: {getattr(exc, 'message', None) or exc}", file=sys.stderr)

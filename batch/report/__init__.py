@@ -48,16 +48,18 @@ def build_report(
     sample_size: int = DEFAULT_THUMBNAILS,
     max_failures: int = DEFAULT_MAX_FAILURES,
     s3: Any = None,
+    workers: int = 32,
 ) -> ReportOutcome:
     """Write `_REPORT.html` into a job's output folder or S3 prefix and return where it went.
 
     `inputs` locates the input images for failure thumbnails: a folder or S3 prefix, or a function
     rel -> bytes; by default the `input` of the job's `_SUMMARY.json` (Batch Transform), else none.
+    `workers`: S3 reads in flight while streaming the records (one GET per record).
     """
     from batch.report.render import ReportPage, render  # matplotlib: imported only when a report is made
 
     started = time.monotonic()
-    source = open_source(location, s3=s3) if isinstance(location, str) else location
+    source = open_source(location, s3=s3, workers=workers) if isinstance(location, str) else location
     summary = source.summary()
     stats = collect(source, sample_size=sample_size, max_failures=max_failures)
     if inputs is None and summary and isinstance(summary.get("input"), str):

@@ -9,7 +9,6 @@ sampled. A record that is not valid JSON, or neither a result nor an error recor
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,14 +32,14 @@ class Failure:
     message: str
 
 
-@dataclass
+@dataclass(frozen=True)
 class JointStats:
-    """Running sums for one named keypoint over every detected person."""
+    """One named keypoint over every detected person: a view of `JobStats`' running sums."""
 
-    count: int = 0
-    confidence_sum: float = 0.0
-    found: int = 0
-    histogram: np.ndarray = field(default_factory=lambda: np.zeros(CONF_BINS, dtype=np.int64))
+    count: int
+    confidence_sum: float
+    found: int
+    histogram: np.ndarray
 
     @property
     def mean_confidence(self) -> float:
@@ -49,6 +48,13 @@ class JointStats:
     @property
     def found_rate(self) -> float:
         return self.found / self.count if self.count else 0.0
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    heights: np.ndarray  # relative box height per person (NaN: image height unknown)
+    confidences: np.ndarray  # persons x keypoints
+    names: tuple[str, ...]
 
 
 @dataclass
@@ -61,15 +67,34 @@ class JobStats:
     persons: int = 0
     person_histogram: np.ndarray = field(default_factory=lambda: np.zeros(PERSON_BINS, dtype=np.int64))
     height_histogram: np.ndarray = field(default_factory=lambda: np.zeros(HEIGHT_BINS, dtype=np.int64))
-    joints: dict[str, JointStats] = field(default_factory=dict)
     error_codes: Counter[str] = field(default_factory=Counter)
     failures: list[Failure] = field(default_factory=list)
     sample: list[tuple[str, int]] = field(default_factory=list)  # (rel, persons) of the first N results
     models: Counter[str] = field(default_factory=Counter)
+    # Per joint, indexed by first appearance of its name (vectorised per record: one numpy op per array).
+    _joint_index: dict[str, int] = field(default_factory=dict)
+    _names_index: dict[tuple[str, ...], np.ndarray] = field(default_factory=dict)
+    _joint_count: np.ndarray = field(default_factory=lambda: np.zeros(MAX_JOINTS, dtype=np.int64))
+    _joint_sum: np.ndarray = field(default_factory=lambda: np.zeros(MAX_JOINTS, dtype=np.float64))
+    _joint_found: np.ndarray = field(default_factory=lambda: np.zeros(MAX_JOINTS, dtype=np.int64))
+    _joint_histogram: np.ndarray = field(default_factory=lambda: np.zeros((MAX_JOINTS, CONF_BINS), dtype=np.int64))
 
     @property
     def failures_not_listed(self) -> int:
         return self.failed - len(self.failures)
+
+    @property
+    def joints(self) -> dict[str, JointStats]:
+        """name -> statistics, in the order the names first appeared (the model's keypoint order)."""
+        return {
+            name: JointStats(
+                int(self._joint_count[i]),
+                float(self._joint_sum[i]),
+                int(self._joint_found[i]),
+                self._joint_histogram[i].copy(),
+            )
+            for name, i in self._joint_index.items()
+        }
 
     def add(self, rel: str, raw: bytes) -> None:
         self.images += 1
@@ -89,7 +114,7 @@ class JobStats:
             except (TypeError, ValueError, KeyError, IndexError) as exc:
                 self._fail(rel, "invalid_record", f"the result record is malformed: {exc!r}"[:MAX_MESSAGE])
                 return
-            self._result(rel, str(record.get("model", "unknown"))[:200], *parsed)
+            self._result(rel, str(record.get("model", "unknown"))[:200], parsed)
         else:
             self._fail(rel, "invalid_record", "neither a result (persons) nor an error record")
 
@@ -102,46 +127,59 @@ class JobStats:
         if len(self.failures) < self.max_failures:
             self.failures.append(Failure(rel, code, message[:MAX_MESSAGE]))
 
-    def _result(self, rel: str, model: str, heights: list[float | None], joints: list[tuple[str, float]]) -> None:
+    def _result(self, rel: str, model: str, parsed: _Parsed) -> None:
+        persons = len(parsed.heights)
         self.ok += 1
-        self.persons += len(heights)
-        self.person_histogram[min(len(heights), PERSON_BINS - 1)] += 1
+        self.persons += persons
+        self.person_histogram[min(persons, PERSON_BINS - 1)] += 1
         if model in self.models or len(self.models) < MAX_MODELS:
             self.models[model] += 1
-        for relative in heights:
-            if relative is not None:
-                self.height_histogram[min(int(relative * HEIGHT_BINS), HEIGHT_BINS - 1)] += 1
-        for name, confidence in joints:
-            self._joint(name, confidence)
         if len(self.sample) < self.sample_size:
-            self.sample.append((rel, len(heights)))
+            self.sample.append((rel, persons))
+        if not persons:
+            return
+        heights = parsed.heights[~np.isnan(parsed.heights)]
+        np.add.at(self.height_histogram, np.minimum((heights * HEIGHT_BINS).astype(int), HEIGHT_BINS - 1), 1)
+        index = self._indices(parsed.names)
+        confidences = parsed.confidences[:, index >= 0]
+        index = index[index >= 0]  # joints past MAX_JOINTS are not tracked
+        np.add.at(self._joint_count, index, persons)  # add.at: a name repeated in one record counts twice
+        np.add.at(self._joint_sum, index, confidences.sum(axis=0))
+        np.add.at(self._joint_found, index, (confidences >= VISIBLE_CONF).sum(axis=0))
+        bins = np.minimum((confidences * CONF_BINS).astype(int), CONF_BINS - 1)
+        np.add.at(self._joint_histogram, (np.broadcast_to(index, bins.shape), bins), 1)
 
-    def _joint(self, name: str, confidence: float) -> None:
-        joint = self.joints.get(name)
-        if joint is None:
-            if len(self.joints) >= MAX_JOINTS:
-                return
-            joint = self.joints[name] = JointStats()
-        joint.count += 1
-        joint.confidence_sum += confidence
-        joint.found += confidence >= VISIBLE_CONF
-        joint.histogram[min(int(confidence * CONF_BINS), CONF_BINS - 1)] += 1
+    def _indices(self, names: tuple[str, ...]) -> np.ndarray:
+        """Each name's row in the joint arrays (-1: no room left); cached per keypoint set."""
+        cached = self._names_index.get(names)
+        if cached is not None:
+            return cached
+        rows = []
+        for name in names:
+            if name not in self._joint_index and len(self._joint_index) < MAX_JOINTS:
+                self._joint_index[name] = len(self._joint_index)
+            rows.append(self._joint_index.get(name, -1))
+        index = np.asarray(rows, dtype=np.int64)
+        if len(self._names_index) < MAX_MODELS:
+            self._names_index[names] = index
+        return index
 
 
-def _parse_result(record: dict[str, Any]) -> tuple[list[float | None], list[tuple[str, float]]]:
-    """Relative box heights and (joint name, confidence) pairs of one result; raises on a malformed one,
-    before any statistic changes, so a bad record is counted once, as a failure."""
-    names = record.get("keypoint_names") or []
+def _parse_result(record: dict[str, Any]) -> _Parsed:
+    """Relative box heights and the keypoint confidences of one result; raises on a malformed one, before
+    any statistic changes, so a bad record is counted once, as a failure."""
+    persons = record["persons"]
     image_height = float((record.get("image") or {}).get("height") or 0)
-    heights: list[float | None] = []
-    joints: list[tuple[str, float]] = []
-    for person in record["persons"]:
-        _x1, y1, _x2, y2 = (float(v) for v in person["box"])
-        heights.append(min(max((y2 - y1) / image_height, 0.0), 1.0) if image_height > 0 else None)
-        for index, keypoint in enumerate(person.get("keypoints") or []):
-            name = str(names[index]) if index < len(names) else f"keypoint_{index}"
-            confidence = float(keypoint[2])
-            if not math.isfinite(confidence):
-                raise ValueError(f"keypoint confidence {confidence} of {name}")
-            joints.append((name, min(max(confidence, 0.0), 1.0)))
-    return heights, joints
+    if not persons:
+        return _Parsed(np.zeros(0), np.zeros((0, 0)), ())
+    boxes = np.asarray([p["box"] for p in persons], dtype=np.float64).reshape(len(persons), 4)
+    keypoints = np.asarray([p.get("keypoints") or [] for p in persons], dtype=np.float64)
+    if keypoints.ndim != 3 or keypoints.shape[2] < 3:
+        keypoints = keypoints.reshape(len(persons), 0, 3)  # raises unless there are no keypoints at all
+    confidences = keypoints[:, :, 2]
+    if not np.isfinite(confidences).all() or not np.isfinite(boxes).all():
+        raise ValueError("a box or keypoint confidence is not a finite number")
+    names = [str(n) for n in (record.get("keypoint_names") or [])][: confidences.shape[1]]
+    names += [f"keypoint_{i}" for i in range(len(names), confidences.shape[1])]
+    heights = (boxes[:, 3] - boxes[:, 1]) / image_height if image_height > 0 else np.full(len(persons), np.nan)
+    return _Parsed(np.clip(heights, 0.0, 1.0), np.clip(confidences, 0.0, 1.0), tuple(names))

@@ -158,14 +158,14 @@ def _parse_summary(body: bytes | None) -> dict[str, Any] | None:
     return summary if isinstance(summary, dict) else None
 
 
-def open_source(location: str, *, s3: Any = None) -> OutputSource:
-    """`s3://bucket/prefix/` or a local folder."""
+def open_source(location: str, *, s3: Any = None, workers: int = 32) -> OutputSource:
+    """`s3://bucket/prefix/` or a local folder; `workers` S3 reads in flight (each record is one GET)."""
     if location.startswith("s3://"):
         if s3 is None:
             from batch import aws
 
-            s3 = aws.client("s3", max_pool=32)
-        return S3Source(S3Uri.parse(location, allow_empty_key=True), s3)
+            s3 = aws.client("s3", max_pool=max(workers, 10))
+        return S3Source(S3Uri.parse(location, allow_empty_key=True), s3, workers=workers)
     return LocalSource(Path(location))
 
 

@@ -11,6 +11,7 @@ import pytest
 from batch.report.aggregate import (
     HEIGHT_BINS,
     MAX_ERROR_CODES,
+    MAX_JOINTS,
     PERSON_BINS,
     JobStats,
 )
@@ -49,6 +50,23 @@ CASES = {
     "neither": ([b'{"persons_missing": 1}'], 1, 0, 1, 0, {"invalid_record": 1}),
     "error not an object": ([b'{"error": "text"}'], 1, 0, 1, 0, {"error": 1}),
     "malformed box": ([result({"score": 1, "box": [1, 2], "keypoints": []})], 1, 0, 1, 0, {"invalid_record": 1}),
+    "ragged keypoints": (
+        [result(person(0, 10, (0.5,)), person(0, 10, (0.5, 0.5)))],
+        1,
+        0,
+        1,
+        0,
+        {"invalid_record": 1},
+    ),
+    "keypoints without confidence": (
+        [result({"score": 1, "box": [0, 0, 1, 1], "keypoints": [[1.0, 2.0]]})],
+        1,
+        0,
+        1,
+        0,
+        {"invalid_record": 1},
+    ),
+    "person without keypoints": ([result({"score": 1, "box": [0, 0, 1, 1], "keypoints": []})], 1, 1, 0, 1, {}),
     "nan confidence": ([result(person(0, 10, (float("nan"), 0.5)))], 1, 0, 1, 0, {"invalid_record": 1}),
     "mixed": (
         [result(person(0, 10)), error("a"), error("a"), error("b"), result()],
@@ -121,6 +139,14 @@ def test_unnamed_keypoints_get_generic_names() -> None:
     stats = JobStats()
     stats.add("a.jpg", result(person(0, 10, (0.5, 0.5, 0.5))))  # three keypoints, two names
     assert list(stats.joints) == [*NAMES, "keypoint_2"]
+
+
+def test_more_joints_than_tracked_are_dropped_not_fatal() -> None:
+    stats = JobStats()
+    record = json.loads(result(person(0, 10, tuple(0.5 for _ in range(MAX_JOINTS + 5)))))
+    record["keypoint_names"] = [f"j{i}" for i in range(MAX_JOINTS + 5)]
+    stats.add("a.jpg", json.dumps(record).encode())
+    assert len(stats.joints) == MAX_JOINTS and stats.ok == 1
 
 
 def test_samples_and_failures_are_bounded() -> None:
