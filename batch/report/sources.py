@@ -51,7 +51,7 @@ def _record_rel(name: str) -> str | None:
     """The image's relative key for a record file name, None for anything that is not a record."""
     if name.endswith(ERROR_SUFFIX):
         return name[: -len(ERROR_SUFFIX)]
-    if name.endswith(".json") and not name.startswith("_"):
+    if name.endswith(".json") and name != SUMMARY_NAME:
         return name[: -len(".json")]
     return None
 
