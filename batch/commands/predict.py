@@ -71,5 +71,8 @@ def run(args: argparse.Namespace) -> int:
         from batch.report import build_report
 
         by_name = {p.name: p for p in images}  # failure thumbnails come from the inputs
-        print(f"report: {build_report(str(args.out), inputs=lambda rel: by_name[rel].read_bytes()).location}")
+        try:
+            print(f"report: {build_report(str(args.out), inputs=lambda rel: by_name[rel].read_bytes()).location}")
+        except (OSError, ValueError) as exc:  # the results are written; a report that fails must not hide them
+            print(f"report not written: {exc}")
     return 0 if all(outcomes) else 1
