@@ -14,11 +14,12 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from batch.report.aggregate import JobStats
 from batch.report.sources import InputReader, OutputSource, input_reader, open_source
-from batch.report.thumbnails import thumbnails
+
+if TYPE_CHECKING:  # numpy, Pillow and matplotlib load only when a report is made: the CLI starts fast
+    from batch.report.aggregate import JobStats
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,8 @@ class ReportOutcome:
 
 def collect(source: OutputSource, *, sample_size: int, max_failures: int) -> JobStats:
     """The one streaming pass over every record."""
+    from batch.report.aggregate import JobStats
+
     stats = JobStats(sample_size=sample_size, max_failures=max_failures)
     for rel, raw in source.records():
         stats.add(rel, raw)
@@ -56,7 +59,8 @@ def build_report(
     rel -> bytes; by default the `input` of the job's `_SUMMARY.json` (Batch Transform), else none.
     `workers`: S3 reads in flight while streaming the records (one GET per record).
     """
-    from batch.report.render import ReportPage, render  # matplotlib: imported only when a report is made
+    from batch.report.render import ReportPage, render
+    from batch.report.thumbnails import thumbnails
 
     started = time.monotonic()
     source = open_source(location, s3=s3, workers=workers) if isinstance(location, str) else location
@@ -79,4 +83,4 @@ def build_report(
     return ReportOutcome(written, stats, seconds)
 
 
-__all__ = ["DEFAULT_MAX_FAILURES", "DEFAULT_THUMBNAILS", "JobStats", "ReportOutcome", "build_report", "collect"]
+__all__ = ["DEFAULT_MAX_FAILURES", "DEFAULT_THUMBNAILS", "ReportOutcome", "build_report", "collect"]

@@ -9,15 +9,15 @@ from __future__ import annotations
 import base64
 import io
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 from PIL import Image, ImageOps
 
+from batch.report.sources import InputReader
+
 THUMBNAIL_PX = 240
 MAX_PIXELS = 100_000_000  # refuse from the header; the serving container refuses above 80 MP anyway
-
-Reader = Callable[[str], "bytes | None"]
 
 
 def thumbnail(data: bytes | None, size: int = THUMBNAIL_PX) -> str | None:
@@ -40,7 +40,7 @@ def thumbnail(data: bytes | None, size: int = THUMBNAIL_PX) -> str | None:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def thumbnails(rels: Iterable[str], read: Reader | None, *, workers: int = 8) -> dict[str, str | None]:
+def thumbnails(rels: Iterable[str], read: InputReader | None, *, workers: int = 8) -> dict[str, str | None]:
     """rel -> thumbnail for each rel, reading with `read` (None: no images can be read)."""
     rels = list(rels)
     if read is None:
