@@ -21,6 +21,8 @@ _COMMAND_MODULES = (
     "bench",
     "stack",
     "image",
+    "report",
+    "eval",
 )
 
 

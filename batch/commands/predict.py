@@ -17,6 +17,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("inputs", nargs="+", type=Path, help="image files or folders")
     parser.add_argument("--out", type=Path, default=Path("pose-output"), help="output folder")
     parser.add_argument("--model", help="pose checkpoint or Ultralytics model name (instead of $POSE_MODEL)")
+    parser.add_argument("--no-report", dest="report", action="store_false", help="skip writing _REPORT.html")
     parser.set_defaults(func=run)
 
 
@@ -66,4 +67,12 @@ def run(args: argparse.Namespace) -> int:
 
     outcomes = asyncio.run(pose_all())
     print(f"{sum(outcomes)} posed, {len(outcomes) - sum(outcomes)} failed; outputs in {args.out.resolve()}")
+    if args.report:
+        from batch.report import build_report
+
+        by_name = {p.name: p for p in images}  # failure thumbnails come from the inputs
+        try:
+            print(f"report: {build_report(str(args.out), inputs=lambda rel: by_name[rel].read_bytes()).location}")
+        except (OSError, ValueError) as exc:  # the results are written; a report that fails must not hide them
+            print(f"report not written: {exc}")
     return 0 if all(outcomes) else 1
