@@ -64,6 +64,7 @@ class AsyncEndpoints:
             "DescribeEndpoint": self._describe_endpoint,
             "DeleteEndpoint": self._delete_endpoint,
             "ListEndpoints": self._list_endpoints,
+            "UpdateEndpointWeightsAndCapacities": self._update_capacities,
         }
         for name, operation in operations.items():
             self._api.register(name, operation)
@@ -161,7 +162,9 @@ class AsyncEndpoints:
         endpoint = self._endpoint(str(request.get("EndpointName")))
         config = self._configs.get(endpoint.config_name, {})
         variant = (config.get("ProductionVariants") or [{}])[0]
-        running = sum(1 for c in endpoint.containers if c.alive())
+        runner = endpoint.runner
+        running = runner.supervisor.running_count if runner else sum(1 for c in endpoint.containers if c.alive())
+        desired = runner.supervisor.desired if runner else int(variant.get("InitialInstanceCount") or 1)
         described: dict[str, Any] = {
             "EndpointName": endpoint.name,
             "EndpointArn": arn(self._api.region, "endpoint", endpoint.name),
@@ -173,7 +176,7 @@ class AsyncEndpoints:
                 {
                     "VariantName": variant.get("VariantName", "AllTraffic"),
                     "CurrentInstanceCount": running,
-                    "DesiredInstanceCount": int(variant.get("InitialInstanceCount") or 1),
+                    "DesiredInstanceCount": desired,
                 }
             ],
         }
@@ -207,6 +210,18 @@ class AsyncEndpoints:
                 if contains in e.name and (status is None or e.status == status)
             ]
         }
+
+    def _update_capacities(self, request: dict[str, Any]) -> dict[str, Any]:
+        """What Application Auto Scaling calls on AWS; here it scales between zero and the endpoint's
+        InitialInstanceCount (more instances than that are not emulated)."""
+        endpoint = self._endpoint(str(request.get("EndpointName")))
+        if endpoint.runner is None:
+            raise validation_error(f"Endpoint {endpoint.name} is {endpoint.status}.")
+        for desired in request.get("DesiredWeightsAndCapacities") or []:
+            if "DesiredInstanceCount" in desired:
+                endpoint.runner.supervisor.scale(int(desired["DesiredInstanceCount"]))
+        endpoint.modified = time.time()
+        return {"EndpointArn": arn(self._api.region, "endpoint", endpoint.name)}
 
     def runner(self, name: str) -> AsyncRunner | None:
         """The queue and workers behind an endpoint (tests observe its concurrency)."""
