@@ -4,7 +4,9 @@ Control plane (AWS JSON 1.1): Create/Describe/Delete EndpointConfig, Create/Desc
 Endpoint. Creating an endpoint downloads and unpacks the model artifact and starts one real serving
 container per instance, in the background (`Creating` -> `InService` or `Failed`, as on AWS).
 Runtime (REST-JSON): `POST /endpoints/{name}/async-invocations`, answered 202 with the inference id
-and the output/failure locations; the work itself runs in `async_worker.AsyncRunner`. As on AWS, the
+and the output/failure locations; the work itself runs in `async_worker.AsyncRunner`, whose instances
+are health-checked, replaced and scaled (UpdateEndpointWeightsAndCapacities, 0 included) by
+`instance_supervisor.InstanceSupervisor` (docs/async-faults.md says what is and is not emulated). As on AWS, the
 response object is `<S3OutputPath>/<inference id>.out` and the failure object
 `<S3FailurePath>/<inference id>-error.out` (PoseBatch never sends `Filename` or
 `S3OutputPathExtension`, so the stand-in does not emulate them).
