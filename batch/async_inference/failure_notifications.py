@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -19,6 +20,7 @@ class FailedInference:
     endpoint_name: str
     reason: str
     message_id: str | None  # the SQS message it came in (None outside SQS)
+    received_at: datetime | None = None  # when the endpoint accepted the failed request
 
 
 def failed_inferences(event: Any) -> tuple[list[FailedInference], bool]:
@@ -66,4 +68,15 @@ def _failure(message: dict[str, Any] | None, message_id: str | None) -> FailedIn
         endpoint_name=str(parameters.get("endpointName") or ""),
         reason=str(message.get("failureReason") or "unknown failure"),
         message_id=message_id,
+        received_at=_time(message.get("receivedTime")),
     )
+
+
+def _time(text: Any) -> datetime | None:
+    """`2024-05-01T12:00:00.123Z` (timezone-aware), None when absent or unreadable."""
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None

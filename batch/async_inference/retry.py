@@ -4,6 +4,8 @@ the local stack runs the same handler through SNS -> SQS -> its poller.
 
 - A failure the container answered with a 4xx (a bad image) is final: the container wrote the image's
   error record already; if it did not (e.g. the input could not be read), the record is written here.
+- A request whose container still wrote the image's record after the endpoint gave up on it (a late
+  finish after a timeout) is done: not retried, no error record.
 - Anything else (the container died or timed out, the request's TTL expired, a 5xx) is retried: the
   same request, under the same deterministic inference id (duplicates still collapse onto the same
   keys), after a backoff, at most `RetryPolicy.attempts` times. After that, the error record is
@@ -27,7 +29,7 @@ from typing import Any
 from batch.async_inference.failure_notifications import FailedInference, failed_inferences
 from batch.async_inference.lambda_clients import has_time_for_a_call
 from batch.async_inference.layout import AsyncLayout, Placement
-from batch.async_inference.records import record_exists, write_error_record
+from batch.async_inference.records import record_exists, write_error_record, written_by_container_since
 from batch.async_inference.trigger import invocation_request
 from batch.orchestration_settings import RetryPolicy, TriggerConfig
 from batch.s3_uri import S3Uri
@@ -115,6 +117,9 @@ class AsyncErrorHandler:
             return None
         if record_exists(self._s3, f"{layout.s3_output_path}/{failure.inference_id}.out"):
             log.info("%s already succeeded (a duplicate failed): nothing to do", failure.inference_id)
+            return None
+        if failure.received_at and written_by_container_since(self._s3, placement.keypoints_uri, failure.received_at):
+            log.info("%s finished after its invocation failed: nothing to do", failure.inference_id)
             return None
         code, retryable = classify(failure.reason)
         if not retryable:

@@ -69,7 +69,7 @@ class InstanceSupervisor:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
-        self._thread.join(10)
+        self._thread.join(60)  # a replacement being started finishes (and is stopped) first
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -115,6 +115,9 @@ class InstanceSupervisor:
             instance.container.restart()
         except Exception:
             log.exception("instance %d: the replacement did not start; trying again", instance.index)
+            return
+        if self._stop.is_set():  # the endpoint is being deleted: do not leave the replacement running
+            instance.container.stop(grace_s=10)
             return
         instance.failed_pings = 0
         if instance.running:  # a replacement, not a scale-out

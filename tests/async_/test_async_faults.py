@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -52,8 +54,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Iterato
             retry=retry,
             startup_timeout_s=300,
         )
-        # An endpoint whose every invocation outlives InvocationTimeoutSeconds (1 s): 2560-pixel
-        # inputs on one CPU thread take several seconds per image.
+        # A second endpoint whose invocations time out after 1 s (its container is frozen in the test).
         running.slow = deploy_local_endpoint(
             running,
             model_data_url=f"s3://{BUCKET}/models/model.tar.gz",
@@ -61,9 +62,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Iterato
             input_prefix=SLOW_IN,
             output_prefix=SLOW_OUT,
             max_concurrent_invocations=1,
-            environment={"POSE_IMGSZ": "2560", "POSE_CPU_THREADS": "1", "POSE_BACKEND": "torch"},
             invocation_timeout_s=1,
-            retry=retry,
+            retry=RetryPolicy(attempts=RETRIES, backoff_s=0.5),
             write_state_file=False,
             startup_timeout_s=300,
         )
@@ -97,6 +97,10 @@ def wait_for_records(stack: Any, prefix: str, count: int, timeout_s: float = 300
     return records_under(stack, prefix)
 
 
+def keys(stack: Any, prefix: str) -> list[str]:
+    return [o["Key"] for o in list_objects(stack.client("s3"), BUCKET, prefix)]
+
+
 def runner(stack: Any, name: str) -> Any:
     from batch.local.async_endpoint_service import endpoints_of
 
@@ -123,6 +127,10 @@ def test_killed_container_is_replaced_and_every_image_ends_with_a_record(stack: 
     assert len(results) >= count - 4  # at most the in-flight ones fail for good
     assert {e["code"] for e in errors} <= {"container_failed", "resubmit_failed"}
     assert instance.replacements == 1 and instance.replaced_at[-1] > killed_at
+    # The requests in flight at the kill failed on the endpoint (failure objects) and were retried.
+    failed_ids = {k.rpartition("/")[2].removesuffix("-error.out") for k in keys(stack, f"{OUT}_async/failures/")}
+    answered = {k.rpartition("/")[2].removesuffix(".out") for k in keys(stack, f"{OUT}_async/responses/")}
+    assert len(failed_ids - answered) == len(errors)
     print(
         f"burst {count}: {len(results)} results, {len(errors)} error records, recovered in "
         f"{instance.replaced_at[-1] - killed_at:.1f}s"
@@ -141,10 +149,18 @@ def test_an_invocation_that_times_out_gets_its_error_record_after_the_retries(st
     sns.subscribe(
         TopicArn=stack.slow.error_topic_arn, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"}
     )
+    container = runner(stack, stack.slow.endpoint_name).instances[0].container
+    # SIGSTOP: the container accepts connections and never answers, so every attempt times out. The
+    # stand-in replaces it after three failed pings (15 s or more): longer than the retries take.
+    os.kill(container.pid, signal.SIGSTOP)
     key = f"{SLOW_IN}big/person.jpg"
-    etag = s3.put_object(Bucket=BUCKET, Key=key, Body=small_jpeg("bus.jpg", 640))["ETag"]
-
-    record = wait_for_records(stack, f"{SLOW_OUT}keypoints/big/", 1, timeout_s=240)
+    try:
+        etag = s3.put_object(Bucket=BUCKET, Key=key, Body=small_jpeg("bus.jpg", 160))["ETag"]
+        record = wait_for_records(stack, f"{SLOW_OUT}keypoints/big/", 1, timeout_s=120)
+    finally:
+        if container.alive():
+            os.kill(container.pid, signal.SIGCONT)
+        stack.client("sagemaker").delete_endpoint(EndpointName=stack.slow.endpoint_name)
     error = record[f"{SLOW_OUT}keypoints/big/person.jpg.json"]["error"]
     assert error["code"] == "invocation_timeout"
     assert f"{RETRIES + 1} time(s) ({RETRIES} retries)" in error["message"] and "pose-batch submit" in error["message"]
