@@ -1,0 +1,53 @@
+"""Building the backend that `POSE_BACKEND` / `POSE_DEVICE` ask for, with the fallbacks of `auto`.
+
+`auto` picks the fastest backend that keeps accuracy (measured on COCO-val-mini; see README, Throughput):
+- CUDA: torch (FP16 by default).
+- CPU: OpenVINO (at POSE_OPENVINO_PRECISION, f32 by default); then ONNX Runtime when OpenVINO is not
+  installed or fails to compile; then torch when the ONNX export itself fails.
+  Each fallback is logged once, at start-up.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from batch.errors import ModelLoadError
+from batch.inference.backends import Backend, OnnxBackend, TorchBackend, export_onnx
+from batch.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def make_backend(settings: Settings, yolo: object, checkpoint: str, device: torch.device, threads: int) -> Backend:
+    wanted = settings.backend
+    half = settings.half if settings.half is not None else device.type == "cuda"
+    if wanted == "torch" or (wanted == "auto" and device.type != "cpu"):
+        return TorchBackend(yolo, device, half)
+    if device.type != "cpu":
+        raise ModelLoadError(f"POSE_BACKEND={wanted} runs on the CPU; set POSE_DEVICE=cpu or POSE_BACKEND=torch")
+    if wanted in ("auto", "openvino"):
+        try:
+            return openvino_backend(settings, checkpoint, threads)
+        except Exception as exc:
+            if wanted == "openvino":
+                raise ModelLoadError(f"OpenVINO backend unavailable: {exc}") from exc
+            log.warning("OpenVINO backend unavailable (%s); falling back to ONNX Runtime", exc)
+    try:
+        return OnnxBackend(export_onnx(checkpoint, settings.onnx_cache_dir, settings.imgsz), threads)
+    except Exception as exc:
+        if wanted == "onnxruntime":
+            raise ModelLoadError(f"ONNX Runtime backend unavailable: {exc}") from exc
+        log.warning("ONNX export failed (%s); falling back to the torch backend", exc)
+        return TorchBackend(yolo, device, half)
+
+
+def openvino_backend(settings: Settings, checkpoint: str, threads: int) -> Backend:
+    try:
+        from batch.inference.openvino_backend import OpenVinoBackend
+    except ImportError as exc:  # the package is optional at run time; ONNX Runtime covers its absence
+        raise ModelLoadError(f"the openvino package is not installed ({exc})") from exc
+    onnx_path = export_onnx(checkpoint, settings.onnx_cache_dir, settings.imgsz)
+    # The compiled blobs sit beside the ONNX export they come from.
+    return OpenVinoBackend(onnx_path, settings.onnx_cache_dir / "openvino", threads, settings.openvino_precision)
