@@ -47,6 +47,7 @@ WHEELS = [
     # serving
     "ultralytics", "ultralytics-thop", "ultralytics-platform", "pydantic", "pydantic-core", "pydantic-settings",
     "annotated-types", "typing-inspection", "python-dotenv", "fastapi", "starlette", "annotated-doc", "uvicorn",
+    "opentelemetry-api", "httpx", "httpcore", "nvidia-ml-py",
     "h11", "click", "anyio", "idna", "boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six",
     "urllib3", "pyyaml", "psutil", "requests", "charset-normalizer", "certifi",
     # the benchmark's local S3 (moto in server mode) and the AP
