@@ -4,7 +4,7 @@ compiled blob, so later starts skip compilation).
 Precision (`POSE_OPENVINO_PRECISION`): f32 by default. bf16 (native only: AVX512_BF16 or AMX, e.g. AWS's
 Intel instances; `auto` = bf16 where native, f32 otherwise) is faster but is opt-in: it keeps COCO AP but
 not per-image parity with Ultralytics (measured on COCO-val-mini: one borderline person more at conf 0.25,
-keypoints ~1.4 px apart on average), so `POSE_BACKEND=auto` never picks it.
+keypoints ~1.4 px apart on average). `POSE_BACKEND=auto` does not pick OpenVINO (see backend_factory).
 
 The uint8 -> float, NHWC -> NCHW and /255 steps are compiled into the model (OpenVINO's pre-processing),
 so they run on OpenVINO's threads instead of numpy on the batcher's thread.
@@ -63,6 +63,8 @@ class OpenVinoBackend:
             "INFERENCE_PRECISION_HINT": wanted,
             "INFERENCE_NUM_THREADS": threads,
             "PERFORMANCE_HINT": "LATENCY",  # one batch at a time on all the threads: the batcher's pattern
+            # Pinned inference threads fight the decode pool for the same cores: let the OS place them.
+            "ENABLE_CPU_PINNING": False,
         }
         self._compiled = core.compile_model(ppp.build(), "CPU", config)
         # What OpenVINO actually runs, not what was asked: this is what /metrics and the logs report.

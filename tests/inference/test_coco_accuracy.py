@@ -22,8 +22,8 @@ MIN_AP = 0.441
 # The CPU backends and precisions, and the CUDA path's pre-processing (batched JPEG decode + tensor
 # letterbox) run on the CPU. Each entry: the server's environment, then the (backend, precision) it must run.
 BACKENDS: dict[str, tuple[dict[str, str], tuple[str, str]]] = {
-    "auto": ({"POSE_BACKEND": "auto"}, ("openvino", "f32")),  # what a CPU server runs by default
-    "onnxruntime": ({"POSE_BACKEND": "onnxruntime"}, ("onnxruntime", "f32")),
+    "auto": ({"POSE_BACKEND": "auto"}, ("onnxruntime", "f32")),  # what a CPU server runs by default
+    "openvino": ({"POSE_BACKEND": "openvino"}, ("openvino", "f32")),
     "openvino-bf16": ({"POSE_BACKEND": "openvino", "POSE_OPENVINO_PRECISION": "bf16"}, ("openvino", "bf16")),
     "torch": ({"POSE_BACKEND": "torch"}, ("torch", "f32")),
     "torch-device-decode": ({"POSE_BACKEND": "torch", "POSE_DEVICE_DECODE": "on"}, ("torch", "f32")),

@@ -70,9 +70,7 @@ def test_openvino_f32_computes_what_onnxruntime_computes() -> None:
     assert float((ours - reference).abs().max()) < 0.05  # pixels at 640 scale; measured 0.004
 
 
-def test_auto_falls_back_to_onnxruntime_without_openvino(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_openvino_asked_for_but_missing_is_a_clear_start_up_error(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
     import torch
@@ -84,10 +82,7 @@ def test_auto_falls_back_to_onnxruntime_without_openvino(
     monkeypatch.setitem(sys.modules, "openvino", None)
     monkeypatch.delitem(sys.modules, "batch.inference.openvino_backend", raising=False)
     cpu = torch.device("cpu")
-    with caplog.at_level("WARNING"):
-        backend = make_backend(cpu_settings(POSE_BACKEND="auto"), None, str(MODEL_PATH), cpu, 2)
-    assert (backend.name, backend.precision) == ("onnxruntime", "f32")
-    warnings = [r.getMessage() for r in caplog.records if "OpenVINO" in r.getMessage()]
-    assert len(warnings) == 1 and "ONNX Runtime" in warnings[0]
-    with pytest.raises(ModelLoadError, match="openvino"):  # asked for explicitly: no silent fallback
+    with pytest.raises(ModelLoadError, match="openvino package is not installed"):
         make_backend(cpu_settings(POSE_BACKEND="openvino"), None, str(MODEL_PATH), cpu, 2)
+    # auto does not need it on the CPU.
+    assert make_backend(cpu_settings(POSE_BACKEND="auto"), None, str(MODEL_PATH), cpu, 2).name == "onnxruntime"
