@@ -10,7 +10,7 @@ nvJPEG batch decode, dynamic batching):
   1. benchmarks/throughput.py on both sets (COCO-size images, 12 MP phone photos made on the spot);
   2. COCO-val-mini keypoint AP through the server (FP16), which must be >= 0.441;
   3. that (b) measures the GPU and not the CPU: the same forward on the CPU, the GPU's utilisation
-     during (b) (nvidia-smi), and b / CPU-forward;
+     during the benchmark (nvidia-smi), and b / CPU-forward;
 and writes benchmarks/results/gpu-<device>.json. `--device cpu --count 16` runs the same steps on the
 CPU (a dry run of the kit and the script, not a measurement).
 
@@ -123,7 +123,7 @@ def install(kit: Path, target: Path) -> None:
 
 
 class GpuSampler:
-    """GPU utilisation, sampled by nvidia-smi once a second while a mode runs (absent on a CPU run)."""
+    """GPU utilisation, sampled by nvidia-smi once a second during the benchmark (none on a CPU run)."""
 
     def __init__(self) -> None:
         self.samples: list[float] = []
@@ -216,7 +216,7 @@ def check(args: argparse.Namespace) -> int:
             "d_over_cpu_forward": round(d / cpu_forward, 2),
         }
     if sampler.samples:
-        gpu_checks["gpu_utilisation_percent"] = {
+        gpu_checks["gpu_utilisation_percent_during_benchmark"] = {
             "mean": round(sum(sampler.samples) / len(sampler.samples), 1),
             "max": max(sampler.samples),
             "samples": len(sampler.samples),
