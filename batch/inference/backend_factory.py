@@ -43,9 +43,11 @@ def make_backend(settings: Settings, yolo: object, checkpoint: str, device: torc
 
 def openvino_backend(settings: Settings, checkpoint: str, threads: int) -> Backend:
     try:
-        from batch.inference.openvino_backend import OpenVinoBackend
-    except ImportError as exc:  # the package is optional at run time; ONNX Runtime covers its absence
+        import openvino  # noqa: F401  (only to say plainly when it is missing)
+    except ImportError as exc:
         raise ModelLoadError(f"the openvino package is not installed ({exc})") from exc
+    from batch.inference.openvino_backend import OpenVinoBackend
+
     onnx_path = export_onnx(checkpoint, settings.onnx_cache_dir, settings.imgsz)
     # The compiled blobs sit beside the ONNX export they come from.
     return OpenVinoBackend(onnx_path, settings.onnx_cache_dir / "openvino", threads, settings.openvino_precision)
