@@ -179,3 +179,23 @@ def test_trigger_reports_what_it_has_no_time_for_without_trying(stack: Any) -> N
     assert result == {"batchItemFailures": [{"itemIdentifier": "m0"}, {"itemIdentifier": "m1"}]}
     # Not attempted, so not a failed attempt: no record yet, the messages simply come back.
     assert stack.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="out/keypoints/late/")["KeyCount"] == 0
+
+
+@pytest.mark.parametrize(("received_offset_s", "retried"), [(-60, 0), (60, 1)], ids=["late-finish", "older-result"])
+def test_a_result_the_container_wrote_after_the_request_was_received_ends_it(
+    stack: Any, received_offset_s: int, retried: int
+) -> None:
+    """A timed-out request whose container still wrote the result: done. A result older than the
+    failed request (an earlier version's) does not count."""
+    from datetime import datetime, timedelta, timezone
+
+    s3 = stack.client("s3")
+    key = f"in/late-{received_offset_s}/a.jpg"
+    s3.put_object(Bucket=BUCKET, Key=f"out/keypoints/late-{received_offset_s}/a.jpg.json", Body=b'{"persons": []}')
+    failure = notification(key, "Inference timed out after 1s (InvocationTimeoutSeconds)")
+    received = datetime.now(timezone.utc) + timedelta(seconds=received_offset_s)
+    failure["receivedTime"] = received.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    handler = AsyncErrorHandler(
+        CONFIG, RetryPolicy(attempts=1, backoff_s=0), stack.client("sagemaker-runtime"), s3, sleep=lambda _: None
+    )
+    assert handler(sns_event(failure))["retried"] == retried
