@@ -81,7 +81,8 @@ def main() -> int:
             data = phone_jpeg(path)
             sizes.append(len(data))
             (folder / f"{n:03d}.jpg").write_bytes(data)
-        print(f"{args.count} photos, 4032 px, mean {statistics.mean(sizes) / 1e6:.1f} MB; reduced decode covers {args.side} px")
+        mean_mb = statistics.mean(sizes) / 1e6
+        print(f"{args.count} photos, 4032 px, mean {mean_mb:.1f} MB; the reduced decode covers {args.side} px")
         for way in WAYS:
             command = [sys.executable, __file__, "--child", way, "--folder", str(folder), "--side", str(args.side)]
             done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)

@@ -178,6 +178,7 @@ class PoseEngine:
             "mean_batch_size": round(sum(sizes) / len(sizes), 2) if sizes else 0.0,
             "peak_rss_mb": round(peak_rss_bytes() / 2**20, 1),
             "peak_gpu_memory_mb": round(gpu_peak / 2**20, 1),
+            "decode_budget_peak_mpix": round(self.budget.peak_in_use / 1e6, 1),
         }
 
     # --- stages (plain functions of their inputs; run on pool threads) --------------------------
