@@ -17,49 +17,18 @@ torchvision), which is how it is tested on machines without a GPU.
 
 from __future__ import annotations
 
-import io
 import logging
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
-from batch.errors import ImageTooLarge
 from batch.inference import letterbox as lb
 from batch.inference.decode import Source
 
 log = logging.getLogger(__name__)
 
 _DEVICE_DECODABLE_MODES = {"RGB", "L"}  # YCbCr/grayscale JPEGs; CMYK and others take the CPU path
-
-
-@dataclass(frozen=True)
-class JpegHeader:
-    width: int  # after EXIF orientation
-    height: int
-
-
-def device_decodable(data: bytes, max_pixels: int) -> JpegHeader | None:
-    """The upright size if `data` is a JPEG the device decoder takes; None means: use the CPU path.
-
-    Reads the header only. Raises ImageTooLarge like the CPU path, before anything is decoded."""
-    if not data.startswith(b"\xff\xd8"):
-        return None
-    try:
-        with Image.open(io.BytesIO(data), formats=("JPEG",)) as image:
-            if image.mode not in _DEVICE_DECODABLE_MODES:
-                return None
-            width, height = image.size
-            orientation = image.getexif().get(0x0112, 1)
-    except Exception:
-        return None  # let the CPU path produce the precise error
-    if width * height > max_pixels:
-        raise ImageTooLarge(f"image is {width}x{height} = {width * height:,} pixels; the limit is {max_pixels:,}")
-    if orientation in (5, 6, 7, 8):  # rotated by 90 or 270 degrees
-        width, height = height, width
-    return JpegHeader(width, height)
 
 
 def takes(source: Source, scale: int) -> bool:
