@@ -100,7 +100,7 @@ class Settings(BaseSettings):
     reduced_decode: bool = Field(
         True,
         validation_alias="POSE_REDUCED_DECODE",
-        description="Decode large JPEGs at a reduced DCT scale (1/2..1/8) that still covers the model input.",
+        description="Decode large JPEGs at a reduced DCT scale (1/2..1/8) covering imgsz and the annotated size.",
     )
 
     # --- HTTP server ---------------------------------------------------------------------------

@@ -7,9 +7,9 @@ broken files) goes through the CPU path instead, so no image is ever refused bec
 
 Large JPEGs do NOT come here: nvJPEG has no DCT scaling, so a 12 MP photo would be decoded in full
 (and its entropy decoding runs on the host anyway in torchvision's hybrid nvJPEG path). Whenever a
-JPEG can be decoded at a reduced scale (its longer side is at least twice what the model input and
-the annotated image need), the engine takes the CPU path with libjpeg's DCT scaling instead
-(`takes`). Unmeasured on a GPU so far: see the README.
+JPEG can be decoded at a reduced scale (its longer side is at least twice what the model input and the
+annotated image need), the engine takes the CPU path with libjpeg DCT scaling instead (`takes`).
+Unmeasured on a GPU so far: see the README.
 
 The code is device-agnostic: on a CPU it runs the same operations (libjpeg-turbo inside
 torchvision), which is how it is tested on machines without a GPU.

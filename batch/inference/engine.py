@@ -3,7 +3,7 @@ manifest lines, the CLI, the benchmark).
 
 Pipeline: the header is read and the image's decoded pixels reserved in the pixel budget (requests
 wait there, they never fail for memory); decode (a large JPEG at a reduced DCT scale that still
-covers the model input and the annotated image) + letterbox run on a CPU thread pool per request (so
+covers the model input and the annotated size) + letterbox run on a CPU thread pool per request (so
 the next batch is prepared while the current one runs); the dynamic batcher stacks prepared canvases
 into one forward pass on its own thread; NMS runs on the backend's device; results come back as
 `PoseResult`s in original pixels, with the annotated JPEG when asked for (drawn and encoded on the
@@ -185,17 +185,18 @@ class PoseEngine:
     def plan(self, data: bytes, options: InferenceOptions, annotate: bool = False) -> Planned:
         """Read the header (errors for bad input come from here) and decide how to decode."""
         source = open_image(data, max_pixels=self.max_pixels)
-        scale = source.scale_for(self._min_side(source, options, annotate)) if self.settings.reduced_decode else 1
+        scale = source.scale_for(self._min_side(options))
         on_device = self.device_decode and device_preprocess.takes(source, scale)
         return Planned(data, options, annotate, source, scale, on_device)
 
-    def _min_side(self, source: Source, options: InferenceOptions, annotate: bool) -> int:
-        """The longer side the decoded image needs: the model input's, and the annotated image's."""
-        if not annotate:
-            return options.imgsz
-        longer = max(source.width, source.height)
-        wanted = min(self.settings.annotated_max_side or longer, longer)
-        return max(options.imgsz, wanted)
+    def _min_side(self, options: InferenceOptions) -> int:
+        """The longer side the decoded image needs (0: full resolution): the model input's and the
+        annotated image's (`POSE_ANNOTATED_MAX_SIDE`). It never depends on whether this request wants
+        an annotated image, so every path (images, manifest, annotated or not) gets the same keypoints
+        for the same image; annotated images at original resolution (0) mean full decodes throughout."""
+        if not self.settings.reduced_decode or self.settings.annotated_max_side == 0:
+            return 0
+        return max(options.imgsz, self.settings.annotated_max_side)
 
     def decode_planned(self, planned: Planned) -> BatchItem:
         if planned.on_device:

@@ -84,7 +84,8 @@ def engines(loop: asyncio.AbstractEventLoop) -> Iterator[dict[str, PoseEngine]]:
     base = {"POSE_MODEL": str(MODEL_PATH)}
     loaded = {
         "full": PoseEngine.load(Settings.from_env({**base, "POSE_REDUCED_DECODE": "false"})),
-        "reduced": PoseEngine.load(Settings.from_env(base)),
+        # Annotated images capped small, so that the model input alone sets the scale: the most reduced case.
+        "reduced": PoseEngine.load(Settings.from_env({**base, "POSE_ANNOTATED_MAX_SIDE": "320"})),
     }
     yield loaded
     for engine in loaded.values():
