@@ -213,7 +213,7 @@ def test_async_client_submits_a_prefix_and_waits(stack: Any) -> None:
     assert sorted(outcomes) == [f"s3://{BUCKET}/client/{k}" for k in ("a.jpg", "broken.jpg", "deep/b.png")]
     ok = outcomes[f"s3://{BUCKET}/client/deep/b.png"]
     assert ok.result is not None and ok.keypoints_uri == f"s3://{BUCKET}/{OUT}keypoints/deep/b.png.json"
-    assert ok.annotated_uri == f"s3://{BUCKET}/{OUT}annotated/deep/b.png"
+    assert ok.annotated_uri == f"s3://{BUCKET}/{OUT}annotated/deep/b.png.jpg"
     broken = outcomes[f"s3://{BUCKET}/client/broken.jpg"]
     assert broken.result is None and broken.error is not None and broken.error.code == "invalid_image"
 
