@@ -94,6 +94,7 @@ class InvocationHandler:
                 if output is not None:
                     self.store.check_allowed(output)
             prediction = await self.engine.predict(await self.store.get(line.image), options)
+            prediction.result.source = str(line.image)  # the record names its image
             outputs = await self._write_outputs(line, prediction)
             return ManifestLineResult(image=reference, status="ok", result=prediction.result, outputs=outputs)
         except PoseError as exc:

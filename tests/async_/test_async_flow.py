@@ -210,10 +210,14 @@ def test_async_client_submits_a_prefix_and_waits(stack: Any) -> None:
 
     outcomes = {o.input_uri: o for o in asyncio.run(client.run(f"s3://{BUCKET}/client/", wait=True, timeout_s=180))}
 
-    assert sorted(outcomes) == [f"s3://{BUCKET}/client/{k}" for k in ("a.jpg", "broken.jpg", "deep/b.png")]
+    assert sorted(outcomes) == [
+        f"s3://{BUCKET}/client/{k}" for k in ("a.jpg", "broken.jpg", "deep/b.png", "readme.txt")
+    ]
+    assert outcomes[f"s3://{BUCKET}/client/readme.txt"].status == "skipped"  # non-images get a line
     ok = outcomes[f"s3://{BUCKET}/client/deep/b.png"]
-    assert ok.result is not None and ok.keypoints_uri == f"s3://{BUCKET}/{OUT}keypoints/deep/b.png.json"
-    assert ok.annotated_uri == f"s3://{BUCKET}/{OUT}annotated/deep/b.png.jpg"
+    # Outside the trigger's input prefix the whole key is mirrored: another prefix's b.png cannot collide.
+    assert ok.result is not None and ok.keypoints_uri == f"s3://{BUCKET}/{OUT}keypoints/client/deep/b.png.json"
+    assert ok.annotated_uri == f"s3://{BUCKET}/{OUT}annotated/client/deep/b.png.jpg"
     broken = outcomes[f"s3://{BUCKET}/client/broken.jpg"]
     assert broken.result is None and broken.error is not None and broken.error.code == "invalid_image"
 
@@ -243,7 +247,7 @@ def test_cli_submit_local_waits_for_results_and_errors(stack: Any) -> None:
     assert done.returncode == 1, done.stderr  # one image failed, one can never be submitted
     lines = {line["input"].rpartition("/")[2]: line for line in map(json.loads, done.stdout.splitlines())}
     assert lines["person.jpg"]["status"] == "ok" and lines["person.jpg"]["persons"] >= 1
-    assert lines["person.jpg"]["keypoints"] == f"s3://{BUCKET}/{OUT}keypoints/person.jpg.json"
+    assert lines["person.jpg"]["keypoints"] == f"s3://{BUCKET}/{OUT}keypoints/cli/person.jpg.json"  # folder kept
     assert lines["garbage.png"]["status"] == "error" and lines["garbage.png"]["error"]["code"] == "invalid_image"
     assert lines["ü" * 300 + ".jpg"]["error"]["code"] == KeyTooLong.code
 
