@@ -153,19 +153,22 @@ def execute(
 
     clients = clients or aws.client
     plan = launch(options, s3=clients("s3"), sagemaker=clients("sagemaker"))
-    print(f"launched transform job {plan.job_name} over {len(plan.keys)} images ({plan.mode} mode)")
-    if not wait:
-        print(f"follow it with: {attach_hint(plan.job_name, local=local)}")
-        return 0, None
-    return follow(
-        plan,
-        clients=clients,
-        poll_s=poll_s,
-        summary_wait_s=summary_wait_s,
-        show_progress=show_progress,
-        local=local,
-        report=report,
-    )
+    try:  # from here on the job runs: an interrupt must say so
+        print(f"launched transform job {plan.job_name} over {len(plan.keys)} images ({plan.mode} mode)", flush=True)
+        if not wait:
+            print(f"follow it with: {attach_hint(plan.job_name, local=local)}")
+            return 0, None
+        return follow(
+            plan,
+            clients=clients,
+            poll_s=poll_s,
+            summary_wait_s=summary_wait_s,
+            show_progress=show_progress,
+            local=local,
+            report=report,
+        )
+    except KeyboardInterrupt:
+        return detached(plan.job_name, local=local), None
 
 
 def attach_hint(job_name: str, *, local: bool) -> str:
@@ -184,25 +187,31 @@ def follow(
 ) -> tuple[int, dict[str, Any] | None]:
     """Wait for the job with a progress bar, then print its summary (and write the report). Ctrl-C leaves
     the job running and says how to come back to it."""
-    from batch.transform.progress import format_report, settle_summary, wait_for_job
-
     s3, sagemaker = clients("s3"), clients("sagemaker")
     try:
+        from batch.transform.progress import format_report, settle_summary, wait_for_job
+
         job = wait_for_job(sagemaker, s3, plan, poll_s=poll_s, show_progress=show_progress)
         summary = settle_summary(s3, plan, job, wait_s=summary_wait_s)
     except KeyboardInterrupt:
-        where = "in the `pose-batch local up` process" if local else "on SageMaker"
-        print(
-            f"\nstopped waiting; transform job {plan.job_name} keeps running {where}.\n"
-            f"  follow it again: {attach_hint(plan.job_name, local=local)}\n"
-            f"  its state:       pose-batch status {plan.job_name}" + (" --local" if local else ""),
-            file=sys.stderr,
-        )
-        return EXIT_INTERRUPTED, None
+        return detached(plan.job_name, local=local), None
     print(format_report(job, summary))
     if report:
         write_report(summary, s3)
     return (0 if job["TransformJobStatus"] == "Completed" else 1), summary
+
+
+def detached(job_name: str, *, local: bool) -> int:
+    """What Ctrl-C while following a job says: the job goes on, and how to come back to it."""
+    where = "in the `pose-batch local up` process" if local else "on SageMaker"
+    flag = " --local" if local else ""
+    print(
+        f"\nstopped waiting; transform job {job_name} keeps running {where}.\n"
+        f"  follow it again: {attach_hint(job_name, local=local)}\n"
+        f"  its state:       pose-batch status {job_name}{flag}",
+        file=sys.stderr,
+    )
+    return EXIT_INTERRUPTED
 
 
 def write_report(summary: dict[str, Any], s3: Any) -> None:
