@@ -276,3 +276,17 @@ def test_cli_deploy_local_keeps_the_running_endpoint(stack: Any) -> None:
     assert summary["status"] == "InService"
     assert summary["responses"] == f"s3://{BUCKET}/{OUT}_async/responses"
     assert summary["keypoints"] == f"s3://{BUCKET}/{OUT}keypoints/"
+
+
+def test_cli_submit_without_wait_reports_queued_images_and_skipped_files(stack: Any) -> None:
+    s3 = stack.client("s3")
+    s3.put_object(Bucket=BUCKET, Key="queued/site-a/x.jpg", Body=small_jpeg())
+    s3.put_object(Bucket=BUCKET, Key="queued/notes.txt", Body=b"not an image")
+
+    done = pose_batch("submit", f"s3://{BUCKET}/queued/", "--local", "--home", str(stack.home))
+
+    assert done.returncode == 0, done.stderr
+    lines = {line["input"].rpartition("/")[2]: line for line in map(json.loads, done.stdout.splitlines())}
+    assert lines["x.jpg"]["status"] == "queued" and lines["x.jpg"]["error"] is None
+    assert lines["x.jpg"]["inference_id"]
+    assert lines["notes.txt"]["status"] == "skipped"
