@@ -238,6 +238,8 @@ def run(args: argparse.Namespace) -> int:
             plan = load_plan(clients("sagemaker"), clients("s3"), args.attach)
         except ClientError as exc:
             raise UserError(f"no transform job {args.attach} here: {exc.response['Error'].get('Message')}") from None
+        except ValueError as exc:  # not one of ours: no plan to follow
+            raise UserError(str(exc)) from None
         code, _ = follow(
             plan, clients=clients, poll_s=poll_s, summary_wait_s=args.summary_wait_s, local=args.local,
             report=args.report,
