@@ -290,3 +290,32 @@ def test_cli_submit_without_wait_reports_queued_images_and_skipped_files(stack: 
     assert lines["x.jpg"]["status"] == "queued" and lines["x.jpg"]["error"] is None
     assert lines["x.jpg"]["inference_id"]
     assert lines["notes.txt"]["status"] == "skipped"
+
+
+def test_ctrl_c_on_submit_wait_keeps_what_finished_and_says_what_runs_on(stack: Any, tmp_path: Path) -> None:
+    import signal
+
+    from batch.polling import poll
+
+    s3 = stack.client("s3")
+    for index in range(24):  # enough work that the wait is still going when Ctrl-C comes
+        s3.put_object(Bucket=BUCKET, Key=f"interrupted/{index:02d}.jpg", Body=small_jpeg())
+    out, err = tmp_path / "out.txt", tmp_path / "err.txt"
+    command = [str(Path(sys.executable).parent / "pose-batch"), "submit", f"s3://{BUCKET}/interrupted/", "--local",
+               "--home", str(stack.home), "--wait"]  # fmt: skip
+    with out.open("w") as stdout, err.open("w") as stderr:
+        waiting = subprocess.Popen(command, stdout=stdout, stderr=stderr, start_new_session=True)
+    try:
+        poll(lambda: "waiting" in err.read_text() or None, timeout_s=120, interval_s=0.1,
+             on_timeout=lambda: f"no progress bar: {err.read_text()}")  # fmt: skip
+        waiting.send_signal(signal.SIGINT)
+        code = waiting.wait(timeout=60)
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+    said = err.read_text()
+    assert code == 130, said
+    assert "stopped waiting" in said and "still being processed by endpoint" in said
+    assert "Traceback" not in said
+    lines = [json.loads(line) for line in out.read_text().splitlines()]  # every printed line is whole JSON
+    assert all(line["status"] in ("ok", "error") for line in lines)
