@@ -146,8 +146,10 @@ def execute(
     show_progress: bool = True,
     local: bool = False,
     report: bool = False,
+    outlives_us: bool = True,
 ) -> tuple[int, dict[str, Any] | None]:
-    """Launch, and with `wait` follow to the end; returns (exit code, summary). Shared by the demo."""
+    """Launch, and with `wait` follow to the end; returns (exit code, summary). Shared by the demo, whose
+    in-process stack dies with it (`outlives_us=False`: Ctrl-C is a plain interrupt, no re-attach hint)."""
     from batch import aws
     from batch.transform.launcher import launch
 
@@ -166,8 +168,11 @@ def execute(
             show_progress=show_progress,
             local=local,
             report=report,
+            outlives_us=outlives_us,
         )
     except KeyboardInterrupt:
+        if not outlives_us:
+            raise
         return detached(plan.job_name, local=local), None
 
 
@@ -184,6 +189,7 @@ def follow(
     show_progress: bool = True,
     local: bool = False,
     report: bool = False,
+    outlives_us: bool = True,
 ) -> tuple[int, dict[str, Any] | None]:
     """Wait for the job with a progress bar, then print its summary (and write the report). Ctrl-C leaves
     the job running and says how to come back to it."""
@@ -194,6 +200,8 @@ def follow(
         job = wait_for_job(sagemaker, s3, plan, poll_s=poll_s, show_progress=show_progress)
         summary = settle_summary(s3, plan, job, wait_s=summary_wait_s)
     except KeyboardInterrupt:
+        if not outlives_us:
+            raise
         return detached(plan.job_name, local=local), None
     print(format_report(job, summary))
     if report:
