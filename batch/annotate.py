@@ -6,6 +6,8 @@ Ultralytics users know them, with left and right told apart:
 - keypoints under the visibility threshold (Ultralytics' 0.5) are not drawn, nor any edge that reaches one;
 - one score label per person, placed where it overlaps no other label.
 
+The image drawn on may be smaller than the original (a reduced JPEG decode, or capped to
+`POSE_ANNOTATED_MAX_SIDE`): results are in original pixels and are scaled to the pixels drawn on.
 Line widths, joint radii and text scale with the image, so the drawing is legible on a 200 px
 thumbnail and on a 6000 px photo alike.
 """
@@ -71,19 +73,39 @@ def _overlap(a: Rect, b: Rect) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
+def fitted_size(height: int, width: int, max_side: int) -> tuple[int, int]:
+    """(height, width) with the longer side at most `max_side` (0: unchanged), aspect ratio kept."""
+    longer = max(height, width)
+    if max_side <= 0 or longer <= max_side:
+        return height, width
+    ratio = max_side / longer
+    return max(round(height * ratio), 1), max(round(width * ratio), 1)
+
+
+def fit(rgb: np.ndarray, max_side: int) -> np.ndarray:
+    """The image shrunk (area averaging) so that its longer side is at most `max_side`."""
+    height, width = fitted_size(rgb.shape[0], rgb.shape[1], max_side)
+    if (height, width) == rgb.shape[:2]:
+        return rgb
+    return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
+
+
 def draw(rgb: np.ndarray, result: PoseResult) -> np.ndarray:
-    """A BGR copy of the image with the result drawn on it."""
+    """A BGR copy of the image with the result (in original pixels) drawn on it."""
     canvas = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     height, width = canvas.shape[:2]
+    sx, sy = width / result.image.width, height / result.image.height  # original -> drawn pixels
     line = max(1, round((height + width) / 2 * 0.003))
     radius = max(2, line + 1)
     font_scale = max(0.4, line / 3)
     names = result.keypoint_names
     labels: list[Rect] = []
     for person in result.persons:  # boxes and skeletons first, labels last: no limb hides a score
-        x1, y1, x2, y2 = (round(v) for v in person.box)
+        x1, y1, x2, y2 = _scaled_box(person.box, sx, sy)
         cv2.rectangle(canvas, (x1, y1), (x2, y2), _BOX, line, cv2.LINE_AA)
-        visible = [(round(x), round(y)) if c >= KEYPOINT_MIN_CONFIDENCE else None for x, y, c in person.keypoints]
+        visible = [
+            (round(x * sx), round(y * sy)) if c >= KEYPOINT_MIN_CONFIDENCE else None for x, y, c in person.keypoints
+        ]
         for a, b in result.skeleton:
             if a < len(visible) and b < len(visible) and visible[a] and visible[b]:
                 cv2.line(canvas, visible[a], visible[b], limb_colour(names, a, b), line, cv2.LINE_AA)
@@ -96,17 +118,21 @@ def draw(rgb: np.ndarray, result: PoseResult) -> np.ndarray:
     for person in sorted(result.persons, key=lambda p: -p.score):  # the most confident gets the best place
         label = f"{person.score:.2f}"
         (tw, th), baseline = cv2.getTextSize(label, _FONT, font_scale, thickness)
-        bx1, by1, bx2, by2 = (round(v) for v in person.box)
         size = (tw + 2 * line, th + baseline + 2 * line)
-        lx1, ly1, lx2, ly2 = place_label((bx1, by1, bx2, by2), size, labels, (width, height))
+        lx1, ly1, lx2, ly2 = place_label(_scaled_box(person.box, sx, sy), size, labels, (width, height))
         cv2.rectangle(canvas, (lx1, ly1), (lx2, ly2), _BOX, -1)
         cv2.putText(canvas, label, (lx1 + line, ly2 - baseline - line), _FONT, font_scale, _LABEL_TEXT, thickness,
                     cv2.LINE_AA)  # fmt: skip
     return canvas
 
 
-def annotated_jpeg(rgb: np.ndarray, result: PoseResult, quality: int = 90) -> bytes:
-    ok, encoded = cv2.imencode(".jpg", draw(rgb, result), [cv2.IMWRITE_JPEG_QUALITY, quality])
+def _scaled_box(box: tuple[float, float, float, float], sx: float, sy: float) -> Rect:
+    return round(box[0] * sx), round(box[1] * sy), round(box[2] * sx), round(box[3] * sy)
+
+
+def annotated_jpeg(rgb: np.ndarray, result: PoseResult, quality: int = 90, max_side: int = 0) -> bytes:
+    """The annotated JPEG, its longer side capped to `max_side` (0: the size of `rgb`)."""
+    ok, encoded = cv2.imencode(".jpg", draw(fit(rgb, max_side), result), [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:  # cannot happen for a valid uint8 image; guard anyway
         raise RuntimeError("JPEG encoding of the annotated image failed")
     return encoded.tobytes()

@@ -93,7 +93,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _pose_all(settings: Any, images: list[tuple[Path, str]], out: Path) -> list[bool]:
-    from batch.annotate import annotated_jpeg
     from batch.errors import PoseError, error_record
     from batch.inference.engine import PoseEngine
     from batch.output_layout import annotated_key, keypoints_key
@@ -109,7 +108,7 @@ async def _pose_all(settings: Any, images: list[tuple[Path, str]], out: Path) ->
     async def pose_one(path: Path, rel: str) -> bool:
         async with limit:
             try:
-                prediction = await engine.predict(path.read_bytes())
+                prediction = await engine.predict(path.read_bytes(), annotate=True)
             except (PoseError, OSError) as exc:
                 message = exc.message if isinstance(exc, PoseError) else f"cannot read the file: {exc}"
                 code = exc.code if isinstance(exc, PoseError) else "unreadable_file"
@@ -118,7 +117,8 @@ async def _pose_all(settings: Any, images: list[tuple[Path, str]], out: Path) ->
                 return False
             result = prediction.result.model_copy(update={"source": rel})
             write(keypoints_key(rel), result.model_dump_json(indent=2, exclude_none=True).encode())
-            write(annotated_key(rel), annotated_jpeg(prediction.image.rgb, result))
+            if prediction.annotated is not None:
+                write(annotated_key(rel), prediction.annotated)
             print(f"{path}: {len(result.persons)} person(s)")
             return True
 
