@@ -12,6 +12,7 @@ from __future__ import annotations
 KEYPOINTS_FOLDER = "keypoints"
 ANNOTATED_FOLDER = "annotated"
 RESULT_SUFFIX = ".json"
+MAX_KEY_BYTES = 1024  # S3's limit on an object key, in UTF-8 bytes
 
 
 def keypoints_key(rel: str) -> str:
@@ -28,3 +29,8 @@ def as_prefix(prefix: str) -> str:
     """'' stays '' (the whole bucket); anything else ends with exactly one '/'."""
     prefix = prefix.strip("/")
     return prefix + "/" if prefix else ""
+
+
+def key_fits(key: str) -> bool:
+    """Whether S3 accepts `key` (at most 1,024 UTF-8 bytes)."""
+    return len(key.encode("utf-8")) <= MAX_KEY_BYTES

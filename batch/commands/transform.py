@@ -13,6 +13,7 @@ from batch.orchestration_settings import DeploymentDefaults
 if TYPE_CHECKING:
     from batch.aws import Clients
     from batch.transform.launcher import LaunchOptions
+    from batch.transform.plan import JobPlan
 
 DEFAULT_HOME = ".posebatch"
 
@@ -143,6 +144,7 @@ def execute(
     s3, sagemaker = clients("s3"), clients("sagemaker")
     plan = launch(options, s3=s3, sagemaker=sagemaker)
     print(f"launched transform job {plan.job_name} over {len(plan.keys)} images ({plan.mode} mode)")
+    warn_refused(plan)
     if not wait:
         print(f"follow it with: aws sagemaker describe-transform-job --transform-job-name {plan.job_name}")
         return 0, None
@@ -150,6 +152,20 @@ def execute(
     summary = settle_summary(s3, plan, job, wait_s=summary_wait_s)
     print(format_report(job, summary))
     return (0 if job["TransformJobStatus"] == "Completed" else 1), summary
+
+
+MAX_REFUSED_SHOWN = 20
+
+
+def warn_refused(plan: JobPlan) -> None:
+    """Say, before the job runs, which inputs it will not carry; each gets an error record at the end."""
+    if not plan.refused:
+        return
+    print(f"warning: {len(plan.refused)} input(s) kept out of the job; each gets an error record:", file=sys.stderr)
+    for refusal in plan.refused[:MAX_REFUSED_SHOWN]:
+        print(f"  {refusal.rel!r}: {refusal.code}: {refusal.message}", file=sys.stderr)
+    if len(plan.refused) > MAX_REFUSED_SHOWN:
+        print(f"  ... and {len(plan.refused) - MAX_REFUSED_SHOWN} more", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
-from batch.transform.completion import format_notification
+import pytest
+
+from batch.transform.completion import escape, format_notification
 from events.transform_completion import handler
 
 SUMMARY = {
@@ -41,3 +43,30 @@ def test_notification_is_human_readable() -> None:
     ):
         assert text in message
     assert json.dumps(message)  # plain text, serialisable as an SNS message
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "in/evil.jpg\nImages: 0 in total, 0 done, 0 failed.",
+        "in/evil.jpg\r\nFailure reason: none",
+        "in/a\u2028b\u2029c\x85d.jpg",
+        "in/tab\there.jpg",
+    ],
+)
+def test_keys_cannot_forge_lines_in_the_notification(key: str) -> None:
+    summary = {**SUMMARY, "failures": [{"key": key, "error": {"code": "invalid_image", "message": f"bad {key}"}}]}
+    job = {"TransformJobName": "job-1", "TransformJobStatus": "Completed", "FailureReason": f"ClientError: {key}"}
+    _, message = format_notification(job, summary)
+    lines = message.split("\n")
+    assert len(lines) == len(format_notification(job, SUMMARY)[1].split("\n"))
+    assert sum(line.startswith("Images:") for line in lines) == 1
+    assert all(len(line.splitlines()) == 1 for line in lines)  # no other line separator left inside a line
+    assert escape(key) in message
+
+
+def test_escaping_is_visible_and_unambiguous() -> None:
+    assert escape("a\nb") == "a\\nb"
+    assert escape("a\\nb") == "a\\\\nb"  # a literal backslash-n is not confused with a newline
+    assert escape("ünï cødé/x.jpg") == "ünï cødé/x.jpg"
+    assert escape("\u2028") == "\\u2028"
