@@ -216,6 +216,7 @@ class Finalizer:
     # --- the summary ----------------------------------------------------------------------------
     def summarize(self, extra_s: float = 0.0) -> dict[str, Any]:
         """Fold every page's outcome into `_SUMMARY.json`: a window of pages at a time, failures capped."""
+        started = time.monotonic()
         images = done = failed = 0
         seconds = extra_s
         failures: list[dict[str, Any]] = []
@@ -232,6 +233,7 @@ class Finalizer:
                     seconds += body.get("seconds", 0.0)
                     failures += body["failures"][: max(0, MAX_FAILURES_LISTED - len(failures))]
         summary = self._summary(images, done, failed, failures, seconds)
+        summary["timings"]["summarize_seconds"] = round(time.monotonic() - started, 3)
         _put_json(self.s3, summary_uri(self.plan.output_uri), summary)
         return summary
 
