@@ -42,7 +42,7 @@ class Opened:
     a plain JSON object such as an error record); `jpeg` streams the annotated JPEG, if there is one."""
 
     record: Any
-    jpeg: io.RawIOBase | None
+    jpeg: io.BufferedReader | None
 
 
 def open_body(chunks: Iterator[bytes]) -> Opened:
@@ -79,7 +79,9 @@ def open_body(chunks: Iterator[bytes]) -> Opened:
         more()
     rest = bytes(buffer[tail_start:])
     if rest.startswith(_IMAGE_FIELD):
-        return Opened(record, Base64Stream(rest[len(_IMAGE_FIELD) :], source))
+        # Buffered: `read(n)` then returns n bytes (a raw stream returns what one chunk decodes to), which
+        # is what S3 uploads of an unknown length need to cut 5 MiB parts rather than read it all.
+        return Opened(record, io.BufferedReader(Base64Stream(rest[len(_IMAGE_FIELD) :], source), CHUNK))
     if rest.strip() == b"}":
         return Opened(record, None)
     raise EnvelopeError("unexpected content after the envelope's record")

@@ -148,3 +148,14 @@ def test_manifest_mode_reads_lines_and_records_missing_ones(s3: Any) -> None:
 )
 def test_lines_split_on_newline_only(chunks: list[bytes], lines: list[bytes]) -> None:
     assert list(split_lines(iter(chunks))) == lines
+
+
+def test_the_annotated_stream_reads_whole_parts() -> None:
+    """S3 uploads of unknown length read the threshold once to decide, then part by part: a short read
+    would make them hold the whole JPEG (or cut parts below S3's 5 MiB minimum)."""
+    jpeg = os.urandom(11 * 1024 * 1024)
+    body = envelope(jpeg)
+    opened = transport_envelope.open_body(iter(body[i : i + 65536] for i in range(0, len(body), 65536)))
+    assert opened.jpeg is not None
+    part = 5 * 1024 * 1024
+    assert [len(opened.jpeg.read(part)) for _ in range(3)] == [part, part, len(jpeg) - 2 * part]
