@@ -69,7 +69,7 @@ def invoke(event: dict[str, Any], budget_s: float, topic_arn: str) -> dict[str, 
     summary = completion.handle_event(
         event, topic_arn=topic_arn, clients=clients.__getitem__, deadline=started + budget_s
     )
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak_kb = peak_rss_kb()
     return {
         "start_page": int((event.get("detail") or {}).get("next_page", 0)),
         "seconds": round(time.monotonic() - started, 3),
@@ -77,6 +77,15 @@ def invoke(event: dict[str, Any], budget_s: float, topic_arn: str) -> dict[str, 
         "summary": summary is not None,
         "summary_failures_listed": len(summary["failures"]) if summary else None,
     }
+
+
+def peak_rss_kb() -> int:
+    """This process's own peak RSS: VmHWM belongs to the address space exec made. (`ru_maxrss` is not
+    it: Linux carries the forking parent's high-water mark over into the child.)"""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 # --- the driver --------------------------------------------------------------------------------------

@@ -137,6 +137,7 @@ def execute(
 ) -> tuple[int, dict[str, Any] | None]:
     """Launch, and with `wait` follow to the end; returns (exit code, summary). Shared by the demo."""
     from batch import aws
+    from batch.transform.completion import JOB_NAME_PREFIX
     from batch.transform.launcher import launch
     from batch.transform.progress import format_report, settle_summary, wait_for_job
 
@@ -145,6 +146,12 @@ def execute(
     plan = launch(options, s3=s3, sagemaker=sagemaker)
     print(f"launched transform job {plan.job_name} over {len(plan.keys)} images ({plan.mode} mode)")
     warn_refused(plan)
+    if not plan.job_name.startswith(JOB_NAME_PREFIX):
+        print(
+            f"warning: the stack's completion rule matches jobs named {JOB_NAME_PREFIX}*: without --wait, "
+            f"{plan.job_name} is not finalised or announced",
+            file=sys.stderr,
+        )
     if not wait:
         print(f"follow it with: aws sagemaker describe-transform-job --transform-job-name {plan.job_name}")
         return 0, None

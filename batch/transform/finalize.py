@@ -30,7 +30,7 @@ from typing import Any
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
-from batch.errors import error_record
+from batch.errors import KeyTooLong, error_record
 from batch.output_layout import key_fits
 from batch.s3_uri import S3Uri
 from batch.transform.plan import JobPlan, Page, annotated_uri, keypoints_uri, summary_uri
@@ -273,7 +273,7 @@ class Finalizer:
 
 def _key_too_long(key: str) -> dict[str, str]:
     return _error(
-        "key_too_long",
+        KeyTooLong.code,
         f"its output key would be {len(key.encode())} bytes, past S3's limit of 1024: shorten the input key "
         "or use a shorter output prefix",
     )

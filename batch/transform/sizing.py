@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from batch.errors import KeyTooLong, PayloadTooLarge
 from batch.output_layout import MAX_KEY_BYTES, annotated_key, key_fits, keypoints_key
 from batch.transform.plan import JobPlan, Refusal
 
@@ -53,7 +54,7 @@ def images_sizing(
     refused = [
         Refusal(
             rel,
-            "payload_too_large",
+            PayloadTooLarge.code,
             f"{size / MIB:.1f} MB is more than images mode carries in one request ({payload} MB, with "
             f"{concurrent} requests in flight): run this prefix with --mode manifest, where the container "
             "reads each image from S3 itself",
@@ -77,7 +78,7 @@ def key_refusals(plan: JobPlan, rels: list[str]) -> list[Refusal]:
             refused.append(
                 Refusal(
                     rel,
-                    "key_too_long",
+                    KeyTooLong.code,
                     f"its output key would be {len(longest.encode())} bytes, past S3's limit of {MAX_KEY_BYTES}: "
                     "shorten the input key or use a shorter output prefix",
                 )
