@@ -94,6 +94,8 @@ def handle_event(
         if summary is None:
             start = int(detail.get("next_page", 0)) if continued else 0
             following = finalize_pages(s3, plan, job, start=start, deadline=deadline)
+            if following is None and start < plan.page_count and _past(deadline):
+                following = plan.page_count  # the pages used the budget: the summary gets its own invocation
             if following is not None:
                 _continue(clients, job, following)
                 return None
@@ -117,6 +119,10 @@ def handle_event(
     if marker is not None:
         s3.put_object(Bucket=marker.bucket, Key=marker.key, Body=b"")
     return summary
+
+
+def _past(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() >= deadline
 
 
 def _continue(clients: Clients, job: dict[str, Any], next_page: int) -> None:
