@@ -146,6 +146,12 @@ def execute(
     plan = launch(options, s3=s3, sagemaker=sagemaker)
     print(f"launched transform job {plan.job_name} over {len(plan.keys)} images ({plan.mode} mode)")
     warn_refused(plan)
+    if plan.mode == "images" and len(plan.keys) >= LARGE_JOB_IMAGES:
+        print(
+            f"note: for {len(plan.keys)} images, --mode manifest finalises ~48x faster and moves ~3.7x fewer S3 bytes per image "
+            "(docs/batch-transform.md, 'Which mode for large jobs')",
+            file=sys.stderr,
+        )
     if not plan.job_name.startswith(JOB_NAME_PREFIX):
         print(
             f"warning: the stack's completion rule matches jobs named {JOB_NAME_PREFIX}*: without --wait, "
@@ -162,6 +168,7 @@ def execute(
 
 
 MAX_REFUSED_SHOWN = 20
+LARGE_JOB_IMAGES = 10_000  # from here manifest mode is the better choice (measured: docs/batch-transform.md)
 
 
 def warn_refused(plan: JobPlan) -> None:
