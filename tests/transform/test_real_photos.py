@@ -37,7 +37,15 @@ def photos(transform_stack: TransformStack) -> dict[str, Photo]:
     return made
 
 
-@pytest.fixture(scope="module", params=["images", "manifest"])
+# Manifest mode reads these 4-12 MB photos from S3 in the container, under the container's own S3 read
+# limit (issue 9 item 1, first bullet: the serving-core work). Until that is merged, the container applies
+# the 1 MB request limit to them: strict, so this fails loudly the day it passes, and the mark goes.
+NEEDS_S3_READ_LIMIT = pytest.mark.xfail(
+    reason="the container's own S3 read limit (serving-core, issue 9 item 1) is not merged yet", strict=True
+)
+
+
+@pytest.fixture(scope="module", params=["images", pytest.param("manifest", marks=NEEDS_S3_READ_LIMIT)])
 def finished(
     request: pytest.FixtureRequest, transform_stack: TransformStack, photos: dict[str, Photo]
 ) -> tuple[int, dict[str, Any], dict[str, bytes]]:
