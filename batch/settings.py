@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-Backend = Literal["auto", "torch", "onnxruntime"]
+Backend = Literal["auto", "torch", "onnxruntime", "openvino"]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -57,6 +57,12 @@ class Settings(BaseSettings):
         "auto",
         validation_alias="POSE_DEVICE_DECODE",
         description="Decode JPEGs in batches on the model's device (nvJPEG on CUDA); auto = on for CUDA.",
+    )
+    openvino_precision: Literal["auto", "f32", "bf16"] = Field(
+        "f32",
+        validation_alias="POSE_OPENVINO_PRECISION",
+        description="OpenVINO precision: f32 (parity with Ultralytics); bf16 or auto (bf16 where the CPU has it "
+        "natively) are faster and keep COCO AP but not per-image parity.",
     )
 
     # --- default thresholds (overridable per request through custom attributes) ---------------

@@ -12,7 +12,9 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "throughput.py"
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "bench", help="throughput benchmark (run from a checkout; arguments as benchmarks/throughput.py --help)"
+        "bench",
+        help="throughput benchmark on COCO-size images and 12 MP phone photos (run from a checkout; arguments as "
+        "benchmarks/throughput.py --help; quick: --sets coco,phones --count 96 --soak 0)",
     )
     parser.set_defaults(func=run, passes_extra_arguments=True)
 

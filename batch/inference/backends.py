@@ -4,6 +4,7 @@ output (B, 4 + classes + keypoints*dims, anchors) as a torch tensor on the backe
 - `TorchBackend`: the Ultralytics module, fused; FP16 on CUDA. Normalisation runs on the device.
 - `OnnxBackend`: the same model exported once to ONNX (dynamic batch and shape) and cached; ONNX
   Runtime on all CPU cores runs it ~2x faster than torch on small CPUs.
+- `OpenVinoBackend` (openvino_backend.py) compiles that same export; `backend_factory` picks one.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class Backend(Protocol):
     name: str
     device: torch.device
     half: bool
+    precision: str  # what the forward computes in (f32, f16, bf16): /metrics and the start-up log say it
 
     def forward(self, batch: np.ndarray) -> torch.Tensor: ...
 
@@ -40,6 +42,7 @@ class TorchBackend:
     def __init__(self, yolo: Any, device: torch.device, half: bool) -> None:
         self.device = device
         self.half = half and device.type == "cuda"
+        self.precision = "f16" if self.half else "f32"
         module = yolo.model.fuse(verbose=False) if hasattr(yolo.model, "fuse") else yolo.model
         module = module.to(device).eval()
         self._module = module.half() if self.half else module.float()
@@ -77,6 +80,7 @@ class OnnxBackend:
         self._input = self._session.get_inputs()[0].name
         self.device = torch.device("cpu")
         self.half = False
+        self.precision = "f32"
         self.path = onnx_path
 
     def forward(self, batch: np.ndarray) -> torch.Tensor:

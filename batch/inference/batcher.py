@@ -13,12 +13,44 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
 
 Item = TypeVar("Item")
 Out = TypeVar("Out")
+
+
+@dataclass
+class BatchStats:
+    """Aggregate batch figures for the server's lifetime, in constant memory: the histogram has at most
+    `max_batch_size` keys (a batch never holds more), however long the server runs."""
+
+    batches: int = 0
+    images: int = 0
+    histogram: dict[int, int] = field(default_factory=dict)  # batch size -> how many batches had it
+
+    def record(self, size: int) -> None:
+        self.batches += 1
+        self.images += size
+        self.histogram[size] = self.histogram.get(size, 0) + 1
+
+    @property
+    def mean(self) -> float:
+        return self.images / self.batches if self.batches else 0.0
+
+    @property
+    def largest(self) -> int:
+        return max(self.histogram, default=0)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "batches": self.batches,
+            "images": self.images,
+            "mean_batch_size": round(self.mean, 2),
+            "batch_size_histogram": {str(size): n for size, n in sorted(self.histogram.items())},
+        }
 
 
 class DynamicBatcher(Generic[Item, Out]):
@@ -36,7 +68,7 @@ class DynamicBatcher(Generic[Item, Out]):
         self._queue: asyncio.Queue[tuple[Item, asyncio.Future[Out]]] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-batches")
-        self.batch_sizes: list[int] = []  # observed, for the benchmark and tests
+        self.stats = BatchStats()  # bounded: /metrics, the benchmark and the tests read it
 
     async def submit(self, item: Item) -> Out:
         if self._queue is None:
@@ -76,7 +108,7 @@ class DynamicBatcher(Generic[Item, Out]):
 
     async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[tuple[Item, asyncio.Future[Out]]]) -> None:
         items = [item for item, _ in batch]
-        self.batch_sizes.append(len(items))
+        self.stats.record(len(items))
         try:
             outputs = await loop.run_in_executor(self._executor, self._run_batch, items)
         except Exception as exc:

@@ -21,14 +21,17 @@ import torch
 from PIL import Image
 
 from batch.custom_attributes import InferenceOptions
-from batch.errors import ModelLoadError, PoseError
+from batch.errors import PoseError
 from batch.inference import letterbox as lb
-from batch.inference.backends import Backend, OnnxBackend, TorchBackend, export_onnx
-from batch.inference.batcher import DynamicBatcher
+from batch.inference.backend_factory import make_backend
+from batch.inference.backends import Backend
+from batch.inference.batcher import BatchStats, DynamicBatcher
 from batch.inference.decode import DecodedImage, decode_image
+from batch.inference.device import choose_device
 from batch.inference.device_preprocess import decode_batch, device_decodable, letterbox_tensor, to_numpy_rgb
 from batch.inference.model_source import ModelInfo, describe, load_yolo, resolve_checkpoint
 from batch.inference.postprocess import detections, to_result
+from batch.inference.process_stats import peak_rss_bytes
 from batch.schema import PoseResult
 from batch.settings import Settings
 
@@ -89,12 +92,12 @@ class PoseEngine:
         device = choose_device(settings.device)
         threads = settings.cpu_threads or os.cpu_count() or 1
         torch.set_num_threads(threads)  # Ultralytics sets cores - 1 on import; we want them all
-        backend = _make_backend(settings, yolo, checkpoint, device, threads)
+        backend = make_backend(settings, yolo, checkpoint, device, threads)
         engine = cls(info, backend, settings)
         engine.warm_up()
         log.info(
-            "model %s ready: backend=%s device=%s half=%s keypoints=%d",
-            info.name, backend.name, backend.device, backend.half, info.num_keypoints,
+            "model %s ready: backend=%s device=%s precision=%s keypoints=%d",
+            info.name, backend.name, backend.device, backend.precision, info.num_keypoints,
         )  # fmt: skip
         return engine
 
@@ -119,19 +122,17 @@ class PoseEngine:
         self.cpu_pool.shutdown(wait=False)
 
     @property
-    def batch_sizes(self) -> list[int]:
-        return self._batcher.batch_sizes
+    def batch_stats(self) -> BatchStats:
+        return self._batcher.stats
 
     def metrics(self) -> dict[str, object]:
-        sizes = self._batcher.batch_sizes
         gpu_peak = torch.cuda.max_memory_allocated(self.backend.device) if self.backend.device.type == "cuda" else 0
         return {
             "backend": self.backend.name,
             "device": str(self.backend.device),
             "half": self.backend.half,
-            "batches": len(sizes),
-            "images": sum(sizes),
-            "mean_batch_size": round(sum(sizes) / len(sizes), 2) if sizes else 0.0,
+            "precision": self.backend.precision,
+            **self._batcher.stats.as_dict(),
             "peak_rss_mb": round(peak_rss_bytes() / 2**20, 1),
             "peak_gpu_memory_mb": round(gpu_peak / 2**20, 1),
         }
@@ -192,42 +193,3 @@ class PoseEngine:
             canvas = letterbox_tensor(image, geometry)
             ready.append(Prepared(DecodedImage(to_numpy_rgb(image)), geometry, canvas, item.options))
         return ready
-
-
-def peak_rss_bytes() -> int:
-    """This process's peak resident set (Linux VmHWM; 0 where /proc is absent)."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-def choose_device(setting: str) -> torch.device:
-    if setting == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(setting)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ModelLoadError(f"POSE_DEVICE={setting!r} but no CUDA device is available")
-    return device
-
-
-def _make_backend(settings: Settings, yolo: object, checkpoint: str, device: torch.device, threads: int) -> Backend:
-    wanted = settings.backend
-    if wanted == "auto":
-        wanted = "torch" if device.type == "cuda" else "onnxruntime"
-    half = settings.half if settings.half is not None else device.type == "cuda"
-    if wanted == "torch":
-        return TorchBackend(yolo, device, half)
-    if device.type != "cpu":
-        raise ModelLoadError("POSE_BACKEND=onnxruntime runs on the CPU; set POSE_DEVICE=cpu or POSE_BACKEND=torch")
-    try:
-        return OnnxBackend(export_onnx(checkpoint, settings.onnx_cache_dir, settings.imgsz), threads)
-    except Exception as exc:
-        if settings.backend == "onnxruntime":
-            raise ModelLoadError(f"ONNX Runtime backend unavailable: {exc}") from exc
-        log.warning("ONNX export failed (%s); falling back to the torch backend", exc)
-        return TorchBackend(yolo, device, half)

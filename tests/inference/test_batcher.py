@@ -8,22 +8,24 @@ from collections.abc import Sequence
 
 import pytest
 
-from batch.inference.batcher import DynamicBatcher
+from batch.inference.batcher import BatchStats, DynamicBatcher
 
 
 def test_concurrent_items_are_batched_and_answered_in_order() -> None:
     def double(items: Sequence[int]) -> list[int]:
         return [2 * i for i in items]
 
-    async def main() -> tuple[list[int], list[int]]:
+    async def main() -> tuple[list[int], BatchStats]:
         batcher = DynamicBatcher(double, max_batch_size=8, max_wait_s=0.05)
         results = await asyncio.gather(*(batcher.submit(i) for i in range(20)))
         await batcher.close()
-        return list(results), batcher.batch_sizes
+        return list(results), batcher.stats
 
-    results, sizes = asyncio.run(main())
+    results, stats = asyncio.run(main())
     assert results == [2 * i for i in range(20)]
-    assert sum(sizes) == 20 and max(sizes) == 8 and len(sizes) <= 4
+    assert stats.images == 20 and stats.largest == 8 and stats.batches <= 4
+    assert sum(size * n for size, n in stats.histogram.items()) == 20
+    assert stats.mean == 20 / stats.batches
 
 
 def test_items_queued_during_a_batch_form_the_next_one() -> None:
@@ -33,7 +35,7 @@ def test_items_queued_during_a_batch_form_the_next_one() -> None:
         gate.wait(5)
         return list(items)
 
-    async def main() -> list[int]:
+    async def main() -> dict[int, int]:
         batcher = DynamicBatcher(slow, max_batch_size=16, max_wait_s=0.0)
         first = asyncio.ensure_future(batcher.submit(0))
         await asyncio.sleep(0.05)  # the first batch (of one) is now running and blocked
@@ -42,9 +44,9 @@ def test_items_queued_during_a_batch_form_the_next_one() -> None:
         gate.set()
         await asyncio.gather(first, *rest)
         await batcher.close()
-        return batcher.batch_sizes
+        return batcher.stats.histogram
 
-    assert asyncio.run(main()) == [1, 10]
+    assert asyncio.run(main()) == {1: 1, 10: 1}
 
 
 def test_a_failing_batch_is_retried_item_by_item() -> None:
@@ -66,10 +68,20 @@ def test_a_failing_batch_is_retried_item_by_item() -> None:
 
 @pytest.mark.parametrize("size", [1, 3])
 def test_batch_size_bound(size: int) -> None:
-    async def main() -> list[int]:
+    async def main() -> BatchStats:
         batcher = DynamicBatcher(lambda items: list(items), max_batch_size=size, max_wait_s=0.01)
         await asyncio.gather(*(batcher.submit(i) for i in range(7)))
         await batcher.close()
-        return batcher.batch_sizes
+        return batcher.stats
 
-    assert max(asyncio.run(main())) <= size
+    stats = asyncio.run(main())
+    assert stats.largest <= size and stats.images == 7
+
+
+def test_stats_stay_bounded_over_many_batches() -> None:
+    """The server's lifetime figures take constant memory: one histogram key per distinct batch size."""
+    stats = BatchStats()
+    for i in range(100_000):
+        stats.record(1 + i % 8)
+    assert stats.batches == 100_000 and len(stats.histogram) == 8
+    assert stats.mean == pytest.approx(4.5)

@@ -1,5 +1,6 @@
 """Accuracy and parity on real COCO val2017 images (../shared/data/coco-val-mini), through the real
-server, for every CPU backend: the optimised pipeline must lose nothing against Ultralytics' own predict."""
+server, for every CPU backend and precision: the optimised pipeline must lose nothing against Ultralytics'
+own predict."""
 
 from __future__ import annotations
 
@@ -18,12 +19,24 @@ pytestmark = pytest.mark.slow
 
 REFERENCE_AP = 0.446  # ../shared/README.md: ultralytics 8.4, one image at a time, conf=0.001
 MIN_AP = 0.441
-# The CPU backends, and the CUDA path's pre-processing (batched JPEG decode + tensor letterbox) run on the CPU.
-BACKENDS = {
-    "onnxruntime": {"POSE_BACKEND": "onnxruntime"},
-    "torch": {"POSE_BACKEND": "torch"},
-    "torch-device-decode": {"POSE_BACKEND": "torch", "POSE_DEVICE_DECODE": "on"},
+# The CPU backends and precisions, and the CUDA path's pre-processing (batched JPEG decode + tensor
+# letterbox) run on the CPU. Each entry: the server's environment, then the (backend, precision) it must run.
+BACKENDS: dict[str, tuple[dict[str, str], tuple[str, str]]] = {
+    "auto": ({"POSE_BACKEND": "auto"}, ("onnxruntime", "f32")),  # what a CPU server runs by default
+    "openvino": ({"POSE_BACKEND": "openvino"}, ("openvino", "f32")),
+    "openvino-bf16": ({"POSE_BACKEND": "openvino", "POSE_OPENVINO_PRECISION": "bf16"}, ("openvino", "bf16")),
+    "torch": ({"POSE_BACKEND": "torch"}, ("torch", "f32")),
+    "torch-device-decode": ({"POSE_BACKEND": "torch", "POSE_DEVICE_DECODE": "on"}, ("torch", "f32")),
 }
+# bf16 keeps AP but not per-image parity (one borderline person at conf 0.25, keypoints ~1.4 px apart):
+# it is opt-in and `auto` never picks it. Strict: should it ever reach parity, this marker must go.
+NO_PARITY = {"openvino-bf16"}
+
+
+def native_bf16() -> bool:
+    from batch.inference.openvino_backend import native_bf16 as native
+
+    return native()
 
 
 def coco_images() -> list[Path]:
@@ -48,8 +61,16 @@ def pose_all(url: str, images: list[Path], attributes: str) -> dict[str, dict[st
 
 
 @pytest.fixture(scope="module", params=list(BACKENDS))
-def backend_url(request: pytest.FixtureRequest, server_factory: ServerFactory) -> str:
-    return server_factory(**BACKENDS[request.param])
+def backend(request: pytest.FixtureRequest, server_factory: ServerFactory) -> tuple[str, str]:
+    """(name, url) of a server running that backend."""
+    environment, expected = BACKENDS[request.param]
+    if environment.get("POSE_OPENVINO_PRECISION") == "bf16" and not native_bf16():
+        pytest.skip("this CPU has no native bf16 (AVX512_BF16 or AMX)")
+    url = server_factory(**environment)
+    # The server runs what was asked (no silent fallback), at the precision asked for.
+    metrics = httpx.get(f"{url}/metrics", timeout=30).json()
+    assert (metrics["backend"], metrics["precision"]) == expected
+    return request.param, url
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +91,13 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.asarray(inter / (area_a[:, None] + area_b[None, :] - inter + 1e-9))
 
 
-def test_parity_with_ultralytics_predict(backend_url: str, ultralytics_reference: dict[str, Any]) -> None:
-    ours = pose_all(backend_url, coco_images(), "conf=0.25;iou=0.7;max_det=300")
+def test_parity_with_ultralytics_predict(
+    backend: tuple[str, str], ultralytics_reference: dict[str, Any], request: pytest.FixtureRequest
+) -> None:
+    backend_name, url = backend
+    if backend_name in NO_PARITY:
+        request.applymarker(pytest.mark.xfail(reason="bf16: AP holds, per-image parity does not", strict=True))
+    ours = pose_all(url, coco_images(), "conf=0.25;iou=0.7;max_det=300")
     distances: list[float] = []
     for name, reference in ultralytics_reference.items():
         persons = ours[name]["persons"]
@@ -89,13 +115,13 @@ def test_parity_with_ultralytics_predict(backend_url: str, ultralytics_reference
     assert float(np.mean(distances)) < 1.0, f"mean keypoint distance {np.mean(distances):.3f} px"
 
 
-def test_coco_keypoint_ap(backend_url: str, tmp_path: Path) -> None:
+def test_coco_keypoint_ap(backend: tuple[str, str], tmp_path: Path) -> None:
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
     gt = COCO(str(COCO_DIR / "person_keypoints.json"))
     ids = {Path(info["file_name"]).name: image_id for image_id, info in gt.imgs.items()}
-    results = pose_all(backend_url, coco_images(), "conf=0.001;iou=0.7;max_det=300")
+    results = pose_all(backend[1], coco_images(), "conf=0.001;iou=0.7;max_det=300")
     detections = [
         {
             "image_id": ids[name],
@@ -112,5 +138,5 @@ def test_coco_keypoint_ap(backend_url: str, tmp_path: Path) -> None:
     evaluator.accumulate()
     evaluator.summarize()
     ap = float(evaluator.stats[0])
-    print(f"COCO-val-mini keypoint AP = {ap:.3f} (reference {REFERENCE_AP})")
+    print(f"{backend[0]}: COCO-val-mini keypoint AP = {ap:.4f} (reference {REFERENCE_AP})")
     assert ap >= MIN_AP

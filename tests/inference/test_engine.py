@@ -47,3 +47,42 @@ def test_mixed_batch_on_the_device_path(engines: dict[str, PoseEngine], sample_i
         theirs = np.array([p.keypoints for p in reference.result.persons])[..., :2]
         assert np.abs(ours - theirs).mean() < 1.0
     assert device[0].image.rgb.shape == (1080, 810, 3)  # kept for annotation
+
+
+def cpu_settings(**environment: str) -> Settings:
+    return Settings.from_env({"POSE_MODEL": str(MODEL_PATH), "POSE_DEVICE": "cpu", **environment})
+
+
+def test_openvino_f32_computes_what_onnxruntime_computes() -> None:
+    """Same export, same uint8 batch: OpenVINO's compiled pre-processing (u8 NHWC -> f32 NCHW / 255)
+    and forward give ONNX Runtime's raw head output."""
+    import torch
+
+    from batch.inference.backends import OnnxBackend, export_onnx
+    from batch.inference.openvino_backend import OpenVinoBackend
+
+    settings = cpu_settings()
+    onnx_path = export_onnx(str(MODEL_PATH), settings.onnx_cache_dir, settings.imgsz)
+    batch = np.random.default_rng(0).integers(0, 256, (2, 480, 640, 3), dtype=np.uint8)
+    reference = OnnxBackend(onnx_path, 2).forward(batch)
+    ours = OpenVinoBackend(onnx_path, settings.onnx_cache_dir / "openvino", 2, "f32").forward(batch)
+    assert ours.shape == reference.shape and ours.dtype == torch.float32
+    assert float((ours - reference).abs().max()) < 0.05  # pixels at 640 scale; measured 0.004
+
+
+def test_openvino_asked_for_but_missing_is_a_clear_start_up_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    import torch
+
+    from batch.errors import ModelLoadError
+    from batch.inference.backend_factory import make_backend
+
+    # As if the openvino package were not installed (None in sys.modules makes its import fail).
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    monkeypatch.delitem(sys.modules, "batch.inference.openvino_backend", raising=False)
+    cpu = torch.device("cpu")
+    with pytest.raises(ModelLoadError, match="openvino package is not installed"):
+        make_backend(cpu_settings(POSE_BACKEND="openvino"), None, str(MODEL_PATH), cpu, 2)
+    # auto does not need it on the CPU.
+    assert make_backend(cpu_settings(POSE_BACKEND="auto"), None, str(MODEL_PATH), cpu, 2).name == "onnxruntime"

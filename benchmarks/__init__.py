@@ -1,0 +1,1 @@
+"""The throughput benchmark (throughput.py) and its parts."""
