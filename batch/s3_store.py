@@ -18,7 +18,8 @@ from batch.settings import Settings
 class S3Store:
     def __init__(self, settings: Settings) -> None:
         self._allowed = frozenset(settings.allowed_buckets)
-        self._max_bytes = settings.max_payload_bytes
+        # What the container reads from S3 has its own limit: the request payload limit is for bodies.
+        self._max_bytes = settings.max_s3_object_bytes
         self._pool = ThreadPoolExecutor(max_workers=settings.s3_concurrency, thread_name_prefix="s3")
         self._client: Any = None
 
@@ -48,7 +49,10 @@ class S3Store:
             response = self._s3().get_object(Bucket=uri.bucket, Key=uri.key)
             if self._max_bytes is not None and response.get("ContentLength", 0) > self._max_bytes:
                 response["Body"].close()
-                raise PayloadTooLarge(f"{uri} is {response['ContentLength']:,} bytes; the limit is {self._max_bytes:,}")
+                raise PayloadTooLarge(
+                    f"{uri} is {response['ContentLength']:,} bytes; the limit is {self._max_bytes:,}"
+                    " (POSE_MAX_S3_OBJECT_MB)"
+                )
             return bytes(response["Body"].read())
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "error")

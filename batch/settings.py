@@ -84,6 +84,20 @@ class Settings(BaseSettings):
         validation_alias="SAGEMAKER_MAX_PAYLOAD_IN_MB",
         description="Largest request body; 0 means no limit (SageMaker's chunked streaming).",
     )
+    decode_budget_mpix: float = Field(
+        120.0,
+        ge=0,
+        validation_alias="POSE_DECODE_BUDGET_MPIX",
+        description=(
+            "Megapixels decoded or held at once across all requests; others wait. An image larger than "
+            "the budget runs alone. 0 = no limit. See README, Memory."
+        ),
+    )
+    reduced_decode: bool = Field(
+        True,
+        validation_alias="POSE_REDUCED_DECODE",
+        description="Decode large JPEGs at a reduced DCT scale (1/2..1/8) covering imgsz and the annotated size.",
+    )
 
     # --- HTTP server ---------------------------------------------------------------------------
     host: str = Field("0.0.0.0", validation_alias="POSE_BIND_HOST")
@@ -108,6 +122,19 @@ class Settings(BaseSettings):
         description="Buckets the container may read (manifest mode) and write (annotated outputs).",
     )
     s3_concurrency: int = Field(16, ge=1, le=256, validation_alias="POSE_S3_CONCURRENCY")
+    max_s3_object_mb: float = Field(
+        200.0,
+        ge=0,
+        validation_alias="POSE_MAX_S3_OBJECT_MB",
+        description="Largest S3 object the container reads (manifest lines); 0 = no limit.",
+    )
+    manifest_concurrency: int = Field(
+        8,
+        ge=1,
+        le=256,
+        validation_alias="POSE_MANIFEST_CONCURRENCY",
+        description="Lines of one manifest request fetched and posed at once.",
+    )
 
     # --- dynamic batching ------------------------------------------------------------------------
     max_batch_size: int | None = Field(
@@ -120,8 +147,14 @@ class Settings(BaseSettings):
     max_batch_wait_ms: float = Field(4.0, ge=0, le=1000, validation_alias="POSE_MAX_BATCH_WAIT_MS")
 
     annotated_jpeg_quality: int = Field(90, ge=10, le=100, validation_alias="POSE_JPEG_QUALITY")
+    annotated_max_side: int = Field(
+        1920,
+        ge=0,
+        validation_alias="POSE_ANNOTATED_MAX_SIDE",
+        description="Longer side of annotated images, in pixels; 0 = the original resolution.",
+    )
 
-    @field_validator("sagemaker_batch", "batch_error_records", "embed_annotated", mode="before")
+    @field_validator("sagemaker_batch", "batch_error_records", "embed_annotated", "reduced_decode", mode="before")
     @classmethod
     def _bool(cls, value: object) -> bool:
         return parse_bool(value)
@@ -153,6 +186,14 @@ class Settings(BaseSettings):
     @property
     def max_payload_bytes(self) -> int | None:
         return None if self.max_payload_mb == 0 else int(self.max_payload_mb * 1024 * 1024)
+
+    @property
+    def max_s3_object_bytes(self) -> int | None:
+        return None if self.max_s3_object_mb == 0 else int(self.max_s3_object_mb * 1024 * 1024)
+
+    @property
+    def decode_budget_pixels(self) -> int:
+        return int(self.decode_budget_mpix * 1_000_000)
 
     def batch_size_for(self, device_type: str) -> int:
         return self.max_batch_size or (32 if device_type == "cuda" else 8)

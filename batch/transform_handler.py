@@ -8,7 +8,8 @@ inference, a real-time caller): an image body, or a manifest body of S3 referenc
   container is not told the input's key) the answer is a transport envelope of record and JPEG
   (`batch.transport_envelope`).
 - Manifest body (`application/jsonlines`, Batch Transform `SplitType=Line` + `MultiRecord`): every line
-  is fetched from S3 concurrently, posed through the same batcher, its outputs written where the line
+  is fetched from S3 concurrently (at most `POSE_MANIFEST_CONCURRENCY` lines at once per request, each
+  object up to `POSE_MAX_S3_OBJECT_MB`), posed through the same batcher, its outputs written where the line
   says, and answered by one JSON line, in order. A bad line is an error line, never a failed request.
 """
 
@@ -20,7 +21,6 @@ import logging
 from dataclasses import dataclass, replace
 
 from batch import content_types, transport_envelope
-from batch.annotate import annotated_jpeg
 from batch.custom_attributes import InferenceOptions
 from batch.errors import InvalidManifest, PoseError
 from batch.inference.engine import PoseEngine, Prediction
@@ -48,15 +48,17 @@ class InvocationHandler:
         outputs = [uri for uri in (options.annotated_output, options.keypoints_output) if uri is not None]
         for uri in outputs:
             self.store.check_allowed(uri)  # refuse before spending inference on it
+        want_jpeg = (
+            accept == content_types.JPEG or options.annotated_output is not None or self.settings.embed_annotated
+        )
         try:
-            prediction = await self.engine.predict(body, options)
+            prediction = await self.engine.predict(body, options, annotate=want_jpeg)
         except PoseError as exc:
             if options.keypoints_output is not None:
                 # The mirrored key still ends with a record: this image's error.
                 await self.store.put(options.keypoints_output, json.dumps(exc.to_dict()).encode(), content_types.JSON)
             raise
-        want_jpeg = accept == content_types.JPEG or options.annotated_output or self.settings.embed_annotated
-        jpeg = await self._annotate(prediction) if want_jpeg else None
+        jpeg = prediction.annotated
         record = prediction.result.model_dump_json(exclude_none=True).encode()
         writes = []
         if options.annotated_output is not None and jpeg is not None:
@@ -78,7 +80,14 @@ class InvocationHandler:
             raise InvalidManifest("the manifest body holds no lines; expected one S3 image reference per line")
         # No output locations for a whole manifest: each line names its own.
         options = replace(options, annotated_output=None, keypoints_output=None)
-        answers = await asyncio.gather(*(self._manifest_line(line, options) for line in lines))
+        # Bounded fan-out: a long manifest must not fetch and hold all of its images at once.
+        slots = asyncio.Semaphore(self.settings.manifest_concurrency)
+
+        async def bounded(line: str) -> ManifestLineResult:
+            async with slots:
+                return await self._manifest_line(line, options)
+
+        answers = await asyncio.gather(*(bounded(line) for line in lines))
         text = "".join(answer.model_dump_json(exclude_none=True) + "\n" for answer in answers)
         return Reply(text.encode(), content_types.JSON_LINES)
 
@@ -90,7 +99,9 @@ class InvocationHandler:
             for output in (line.keypoints, line.annotated):
                 if output is not None:
                     self.store.check_allowed(output)
-            prediction = await self.engine.predict(await self.store.get(line.image), options)
+            data = await self.store.get(line.image)
+            prediction = await self.engine.predict(data, options, annotate=line.annotated is not None)
+            del data
             outputs = await self._write_outputs(line, prediction)
             return ManifestLineResult(image=reference, status="ok", result=prediction.result, outputs=outputs)
         except PoseError as exc:
@@ -109,15 +120,8 @@ class InvocationHandler:
             record = prediction.result.model_dump_json(exclude_none=True).encode()
             writes.append(self.store.put(line.keypoints, record, content_types.JSON))
             outputs["keypoints"] = str(line.keypoints)
-        if line.annotated is not None:
-            writes.append(self.store.put(line.annotated, await self._annotate(prediction), content_types.JPEG))
+        if line.annotated is not None and prediction.annotated is not None:
+            writes.append(self.store.put(line.annotated, prediction.annotated, content_types.JPEG))
             outputs["annotated"] = str(line.annotated)
         await asyncio.gather(*writes)
         return outputs
-
-    async def _annotate(self, prediction: Prediction) -> bytes:
-        loop = asyncio.get_running_loop()
-        quality = self.settings.annotated_jpeg_quality
-        return await loop.run_in_executor(
-            self.engine.cpu_pool, annotated_jpeg, prediction.image.rgb, prediction.result, quality
-        )

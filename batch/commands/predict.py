@@ -32,7 +32,6 @@ def collect_images(inputs: list[Path]) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from batch.annotate import annotated_jpeg
     from batch.errors import PoseError, error_record
     from batch.inference.engine import PoseEngine
     from batch.settings import Settings
@@ -46,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
     async def pose_one(path: Path) -> bool:
         try:
-            prediction = await engine.predict(path.read_bytes())
+            prediction = await engine.predict(path.read_bytes(), annotate=True)
         except (PoseError, OSError) as exc:
             message = exc.message if isinstance(exc, PoseError) else str(exc)
             code = exc.code if isinstance(exc, PoseError) else "unreadable_file"
@@ -55,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{path}: ERROR {message}")
             return False
         (args.out / f"{path.name}.json").write_text(prediction.result.model_dump_json(indent=2, exclude_none=True))
-        (args.out / path.name).with_suffix(".jpg").write_bytes(annotated_jpeg(prediction.image.rgb, prediction.result))
+        if prediction.annotated is not None:
+            (args.out / path.name).with_suffix(".jpg").write_bytes(prediction.annotated)
         print(f"{path}: {len(prediction.result.persons)} person(s)")
         return True
 

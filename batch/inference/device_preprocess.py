@@ -5,54 +5,35 @@ on CUDA, which wants large batches), then resized and padded there, so pixels cr
 compressed bytes instead of as decoded arrays. Anything nvJPEG cannot take (other formats, CMYK,
 broken files) goes through the CPU path instead, so no image is ever refused because of this path.
 
+Large JPEGs do NOT come here: nvJPEG has no DCT scaling, so a 12 MP photo would be decoded in full
+(and its entropy decoding runs on the host anyway in torchvision's hybrid nvJPEG path). Whenever a
+JPEG can be decoded at a reduced scale (its longer side is at least twice what the model input and the
+annotated image need), the engine takes the CPU path with libjpeg DCT scaling instead (`takes`).
+Unmeasured on a GPU so far: see the README.
+
 The code is device-agnostic: on a CPU it runs the same operations (libjpeg-turbo inside
 torchvision), which is how it is tested on machines without a GPU.
 """
 
 from __future__ import annotations
 
-import io
 import logging
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
-from batch.errors import ImageTooLarge
 from batch.inference import letterbox as lb
+from batch.inference.decode import Source
 
 log = logging.getLogger(__name__)
 
 _DEVICE_DECODABLE_MODES = {"RGB", "L"}  # YCbCr/grayscale JPEGs; CMYK and others take the CPU path
 
 
-@dataclass(frozen=True)
-class JpegHeader:
-    width: int  # after EXIF orientation
-    height: int
-
-
-def device_decodable(data: bytes, max_pixels: int) -> JpegHeader | None:
-    """The upright size if `data` is a JPEG the device decoder takes; None means: use the CPU path.
-
-    Reads the header only. Raises ImageTooLarge like the CPU path, before anything is decoded."""
-    if not data.startswith(b"\xff\xd8"):
-        return None
-    try:
-        with Image.open(io.BytesIO(data), formats=("JPEG",)) as image:
-            if image.mode not in _DEVICE_DECODABLE_MODES:
-                return None
-            width, height = image.size
-            orientation = image.getexif().get(0x0112, 1)
-    except Exception:
-        return None  # let the CPU path produce the precise error
-    if width * height > max_pixels:
-        raise ImageTooLarge(f"image is {width}x{height} = {width * height:,} pixels; the limit is {max_pixels:,}")
-    if orientation in (5, 6, 7, 8):  # rotated by 90 or 270 degrees
-        width, height = height, width
-    return JpegHeader(width, height)
+def takes(source: Source, scale: int) -> bool:
+    """Whether the device decoder should decode `source`, which the CPU path would decode at `scale`."""
+    return scale == 1 and source.format == "JPEG" and source.mode in _DEVICE_DECODABLE_MODES
 
 
 def decode_batch(jpegs: list[bytes], device: torch.device) -> list[torch.Tensor | None]:
@@ -91,6 +72,10 @@ def letterbox_tensor(image: torch.Tensor, geometry: lb.Geometry) -> torch.Tensor
     return canvas
 
 
-def to_numpy_rgb(image: torch.Tensor) -> np.ndarray:
-    """(H, W, 3) uint8 on the host, for annotation."""
+def to_numpy_rgb(image: torch.Tensor, size: tuple[int, int] | None = None) -> np.ndarray:
+    """(H, W, 3) uint8 on the host, for annotation; shrunk to `size` (h, w) on the device first, so
+    that only the pixels drawn on cross to the host."""
+    if size is not None and size != tuple(image.shape[1:]):
+        scaled = F.interpolate(image.unsqueeze(0).float(), size=size, mode="bilinear", antialias=True)
+        image = scaled.squeeze(0).round_().clamp_(0, 255).to(torch.uint8)
     return np.ascontiguousarray(image.permute(1, 2, 0).cpu().numpy())

@@ -1,9 +1,14 @@
 """The pose engine: one async entry point, `predict(bytes, options)`, used by every caller (HTTP images,
 manifest lines, the CLI, the benchmark).
 
-Pipeline: decode + letterbox run on a CPU thread pool per request (so the next batch is prepared while
-the current one runs); the dynamic batcher stacks prepared canvases into one forward pass on its own
-thread; NMS runs on the backend's device; results come back as `PoseResult`s in original pixels.
+Pipeline: the header is read and the image's decoded pixels reserved in the pixel budget (requests
+wait there, they never fail for memory); decode (a large JPEG at a reduced DCT scale that still
+covers the model input and the annotated size) + letterbox run on a CPU thread pool per request (so
+the next batch is prepared while the current one runs); the dynamic batcher stacks prepared canvases
+into one forward pass on its own thread; NMS runs on the backend's device; results come back as
+`PoseResult`s in original pixels, with the annotated JPEG when asked for (drawn and encoded on the
+CPU pool, never on the batch thread). The decoded image lives only inside `predict`: what is kept
+for annotation is already shrunk to `POSE_ANNOTATED_MAX_SIDE`.
 """
 
 from __future__ import annotations
@@ -20,16 +25,18 @@ import numpy as np
 import torch
 from PIL import Image
 
+from batch.annotate import annotated_jpeg, fit, fitted_size
 from batch.custom_attributes import InferenceOptions
 from batch.errors import PoseError
+from batch.inference import device_preprocess
 from batch.inference import letterbox as lb
 from batch.inference.backend_factory import make_backend
 from batch.inference.backends import Backend
 from batch.inference.batcher import BatchStats, DynamicBatcher
-from batch.inference.decode import DecodedImage, decode_image
+from batch.inference.decode import DecodedImage, Source, decode, open_image
 from batch.inference.device import choose_device
-from batch.inference.device_preprocess import decode_batch, device_decodable, letterbox_tensor, to_numpy_rgb
 from batch.inference.model_source import ModelInfo, describe, load_yolo, resolve_checkpoint
+from batch.inference.pixel_budget import PixelBudget
 from batch.inference.postprocess import detections, to_result
 from batch.inference.process_stats import peak_rss_bytes
 from batch.schema import PoseResult
@@ -39,13 +46,30 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class Planned:
+    """An input whose header passed the checks, with its decoding decided (nothing decoded yet)."""
+
+    data: bytes
+    options: InferenceOptions
+    annotate: bool
+    source: Source
+    scale: int  # DCT reduction for the CPU path; 1 = full decode
+    on_device: bool
+
+    @property
+    def pixels(self) -> int:
+        """What decoding it costs in the pixel budget."""
+        return self.source.pixels_at(self.scale)
+
+
+@dataclass(frozen=True)
 class Prepared:
     """Decoded and letterboxed on a CPU pool thread; or, on the device, inside the batch."""
 
-    image: DecodedImage
     geometry: lb.Geometry
     canvas: np.ndarray | torch.Tensor  # (canvas_h, canvas_w, 3) uint8, on the host or the device
     options: InferenceOptions
+    keep: np.ndarray | None = None  # the image to annotate, already at its annotated size
 
 
 @dataclass(frozen=True)
@@ -54,15 +78,24 @@ class PendingJpeg:
 
     data: bytes
     options: InferenceOptions
+    annotate: bool = False
 
 
 BatchItem = Prepared | PendingJpeg
 
 
 @dataclass(frozen=True)
+class Posed:
+    """The batch thread's answer for one image."""
+
+    result: PoseResult
+    keep: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
 class Prediction:
     result: PoseResult
-    image: DecodedImage  # kept for annotation
+    annotated: bytes | None = None  # JPEG, when `predict(..., annotate=True)`
 
 
 class PoseEngine:
@@ -75,9 +108,10 @@ class PoseEngine:
             settings.device_decode == "auto" and backend.device.type == "cuda"
         )
         self.max_pixels = settings.max_image_pixels
+        self.budget = PixelBudget(settings.decode_budget_pixels)
         self.cpu_pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="cpu")
         self.max_batch_size = settings.batch_size_for(backend.device.type)
-        self._batcher: DynamicBatcher[BatchItem, Prediction | PoseError] = DynamicBatcher(
+        self._batcher: DynamicBatcher[BatchItem, Posed | PoseError] = DynamicBatcher(
             self.run_batch,
             max_batch_size=self.max_batch_size,
             max_wait_s=settings.max_batch_wait_ms / 1000.0,
@@ -109,13 +143,23 @@ class PoseEngine:
         self.run_batch([self.prepare(buffer.getvalue(), self.default_options)])
 
     # --- the async core ------------------------------------------------------------------------
-    async def predict(self, data: bytes, options: InferenceOptions | None = None) -> Prediction:
+    async def predict(
+        self, data: bytes, options: InferenceOptions | None = None, *, annotate: bool = False
+    ) -> Prediction:
+        """Pose one image; with `annotate`, also its annotated JPEG. Raises PoseError for bad input."""
         loop = asyncio.get_running_loop()
-        item = await loop.run_in_executor(self.cpu_pool, self.prepare, data, options or self.default_options)
-        outcome = await self._batcher.submit(item)
-        if isinstance(outcome, PoseError):
-            raise outcome
-        return outcome
+        planned = await loop.run_in_executor(self.cpu_pool, self.plan, data, options or self.default_options, annotate)
+        async with self.budget.hold(planned.pixels):
+            item = await loop.run_in_executor(self.cpu_pool, self.decode_planned, planned)
+            outcome = await self._batcher.submit(item)
+            del item  # the canvas is not needed any more
+            if isinstance(outcome, PoseError):
+                raise outcome
+            jpeg = None
+            if annotate and outcome.keep is not None:
+                quality = self.settings.annotated_jpeg_quality
+                jpeg = await loop.run_in_executor(self.cpu_pool, annotated_jpeg, outcome.keep, outcome.result, quality)
+        return Prediction(outcome.result, jpeg)
 
     async def close(self) -> None:
         await self._batcher.close()
@@ -135,24 +179,57 @@ class PoseEngine:
             **self._batcher.stats.as_dict(),
             "peak_rss_mb": round(peak_rss_bytes() / 2**20, 1),
             "peak_gpu_memory_mb": round(gpu_peak / 2**20, 1),
+            "decode_budget_peak_mpix": round(self.budget.peak_in_use / 1e6, 1),
         }
 
     # --- stages (plain functions of their inputs; run on pool threads) --------------------------
-    def prepare(self, data: bytes, options: InferenceOptions) -> BatchItem:
-        if self.device_decode and device_decodable(data, self.max_pixels) is not None:
-            return PendingJpeg(data, options)
-        return self.prepare_decoded(decode_image(data, max_pixels=self.max_pixels), options)
+    def plan(self, data: bytes, options: InferenceOptions, annotate: bool = False) -> Planned:
+        """Read the header (errors for bad input come from here) and decide how to decode."""
+        source = open_image(data, max_pixels=self.max_pixels)
+        scale = source.scale_for(self._min_side(options))
+        on_device = self.device_decode and device_preprocess.takes(source, scale)
+        return Planned(data, options, annotate, source, scale, on_device)
 
-    def prepare_decoded(self, image: DecodedImage, options: InferenceOptions) -> Prepared:
-        geometry = lb.plan(image.height, image.width, options.imgsz, self.info.stride)
-        return Prepared(image, geometry, lb.letterbox(image.rgb, geometry), options)
+    def _min_side(self, options: InferenceOptions) -> int:
+        """The longer side the decoded image needs (0: full resolution): the model input's and the
+        annotated image's (`POSE_ANNOTATED_MAX_SIDE`). It never depends on whether this request wants
+        an annotated image, so every path (images, manifest, annotated or not) gets the same keypoints
+        for the same image; annotated images at original resolution (0) mean full decodes throughout."""
+        if not self.settings.reduced_decode or self.settings.annotated_max_side == 0:
+            return 0
+        return max(options.imgsz, self.settings.annotated_max_side)
 
-    def run_batch(self, items: Sequence[BatchItem]) -> list[Prediction | PoseError]:
+    def decode_planned(self, planned: Planned) -> BatchItem:
+        if planned.on_device:
+            return PendingJpeg(planned.data, planned.options, planned.annotate)
+        image = decode(planned.source, scale=planned.scale)
+        return self.prepare_decoded(image, planned.options, annotate=planned.annotate)
+
+    def prepare(self, data: bytes, options: InferenceOptions, annotate: bool = False) -> BatchItem:
+        """`plan` + `decode_planned` in one call (warm-up, benchmarks)."""
+        return self.decode_planned(self.plan(data, options, annotate))
+
+    def prepare_decoded(self, image: DecodedImage, options: InferenceOptions, *, annotate: bool = False) -> Prepared:
+        geometry = lb.plan(
+            image.height,
+            image.width,
+            options.imgsz,
+            self.info.stride,
+            scale=image.scale,
+            original=(image.original_height, image.original_width),
+        )
+        keep = fit(image.rgb, self._annotated_side(image.original_width, image.original_height)) if annotate else None
+        return Prepared(geometry, lb.letterbox(image.rgb, geometry), options, keep)
+
+    def _annotated_side(self, width: int, height: int) -> int:
+        return self.settings.annotated_max_side or max(width, height)
+
+    def run_batch(self, items: Sequence[BatchItem]) -> list[Posed | PoseError]:
         """One forward pass per distinct canvas shape. Padding a canvas further to share a batch with
         another shape would change the model's scores (by ~0.01-0.03, measured), so it never happens:
         every image gets exactly the numbers it would get alone. An image that fails to decode on the
         device gets its error here, without failing the others."""
-        outcomes: list[Prepared | Prediction | PoseError] = list(self._decode_pending(items))
+        outcomes: list[Prepared | Posed | PoseError] = list(self._decode_pending(items))
         by_shape: dict[tuple[int, ...], list[int]] = {}
         for index, item in enumerate(outcomes):
             if isinstance(item, Prepared):
@@ -164,17 +241,22 @@ class PoseEngine:
             for row, (index, p) in enumerate(zip(indices, group, strict=True)):
                 assert isinstance(p, Prepared)
                 rows = detections(raw[row], p.options, self.info)
-                outcomes[index] = Prediction(to_result(rows, p.geometry, p.options, self.info), p.image)
+                outcomes[index] = Posed(to_result(rows, p.geometry, p.options, self.info), p.keep)
         return [o for o in outcomes if not isinstance(o, Prepared)]
 
     def _forward(self, canvases: list[np.ndarray | torch.Tensor]) -> torch.Tensor:
-        if isinstance(canvases[0], torch.Tensor):
-            return self.backend.forward_tensor(torch.stack(canvases))  # type: ignore[arg-type]
+        if any(isinstance(c, torch.Tensor) for c in canvases):
+            # Device-decoded and CPU-decoded canvases of one shape share the batch: all on the device.
+            device = self.backend.device
+            tensors = [c if isinstance(c, torch.Tensor) else torch.from_numpy(c).to(device) for c in canvases]
+            return self.backend.forward_tensor(torch.stack(tensors))
         return self.backend.forward(np.stack(canvases))
 
     def _decode_pending(self, items: Sequence[BatchItem]) -> list[Prepared | PoseError]:
         pending = [item for item in items if isinstance(item, PendingJpeg)]
-        decoded = iter(decode_batch([p.data for p in pending], self.backend.device) if pending else [])
+        decoded = iter(
+            device_preprocess.decode_batch([p.data for p in pending], self.backend.device) if pending else []
+        )
         ready: list[Prepared | PoseError] = []
         for item in items:
             if isinstance(item, Prepared):
@@ -183,13 +265,18 @@ class PoseEngine:
             image = next(decoded)
             if image is None:  # the device decoder refused it: the CPU path decodes it, or says why not
                 try:
-                    ready.append(
-                        self.prepare_decoded(decode_image(item.data, max_pixels=self.max_pixels), item.options)
-                    )
+                    source = open_image(item.data, max_pixels=self.max_pixels)
+                    ready.append(self.prepare_decoded(decode(source), item.options, annotate=item.annotate))
                 except PoseError as exc:
                     ready.append(exc)
                 continue
-            geometry = lb.plan(int(image.shape[1]), int(image.shape[2]), item.options.imgsz, self.info.stride)
-            canvas = letterbox_tensor(image, geometry)
-            ready.append(Prepared(DecodedImage(to_numpy_rgb(image)), geometry, canvas, item.options))
+            height, width = int(image.shape[1]), int(image.shape[2])
+            geometry = lb.plan(height, width, item.options.imgsz, self.info.stride)
+            canvas = device_preprocess.letterbox_tensor(image, geometry)
+            keep = None
+            if item.annotate:
+                keep = device_preprocess.to_numpy_rgb(
+                    image, fitted_size(height, width, self._annotated_side(width, height))
+                )
+            ready.append(Prepared(geometry, canvas, item.options, keep))
         return ready

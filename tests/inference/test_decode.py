@@ -66,3 +66,33 @@ def test_bad_inputs_raise_structured_errors(name: str, data: bytes, error: type[
     with pytest.raises(error) as caught:
         decode_image(data, max_pixels=LIMIT)
     assert caught.value.message  # type: ignore[attr-defined]
+
+
+CHEAP = [
+    (
+        "16-bit",
+        lambda: Image.fromarray(np.arange(2000, dtype=np.uint16)[:, None] * 31 + np.arange(1500, dtype=np.uint16)),
+    ),
+    ("palette", lambda: gradient(1500, 2000).convert("P")),
+    ("rgba", lambda: gradient(1500, 2000).convert("RGBA")),
+    ("cmyk", lambda: gradient(1500, 2000).convert("CMYK")),
+]
+
+
+@pytest.mark.parametrize(("name", "make"), CHEAP, ids=[c[0] for c in CHEAP])
+def test_conversions_make_no_float64_copies(name: str, make: object) -> None:
+    """What numpy and Python allocate while converting: the RGB result (3 B/px) and at most one
+    source-sized copy. The float64 conversion used before took more than 16 B/px."""
+    import tracemalloc
+
+    image = make()  # type: ignore[operator]
+    data = encode(image, "TIFF" if name == "cmyk" else "PNG")
+    pixels = image.width * image.height
+    tracemalloc.start()
+    try:
+        decoded = decode_image(data, max_pixels=LIMIT)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert decoded.rgb.shape == (image.height, image.width, 3)
+    assert peak <= 8 * pixels, f"{peak / pixels:.1f} bytes per pixel"

@@ -8,9 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
-from batch.errors import ImageTooLarge
+from batch.inference import device_preprocess
 from batch.inference import letterbox as lb
-from batch.inference.device_preprocess import decode_batch, device_decodable, letterbox_tensor, to_numpy_rgb
+from batch.inference.decode import open_image
+from batch.inference.device_preprocess import decode_batch, letterbox_tensor, to_numpy_rgb
 from tests.builders import encode, gradient
 
 CPU = torch.device("cpu")
@@ -31,17 +32,16 @@ def test_tensor_letterbox_matches_opencv(height: int, width: int, imgsz: int) ->
     assert (actual.numpy()[: geometry.top] == lb.PAD_VALUE).all()
 
 
-def test_header_checks() -> None:
-    assert device_decodable(encode(gradient(64, 48), "JPEG"), 10**6) is not None
-    assert device_decodable(encode(gradient(64, 48), "PNG"), 10**6) is None  # other formats: CPU path
-    assert device_decodable(encode(gradient().convert("CMYK"), "JPEG"), 10**6) is None
-    assert device_decodable(b"\xff\xd8 broken", 10**6) is None  # the CPU path words the error
-    with pytest.raises(ImageTooLarge):
-        device_decodable(encode(gradient(64, 48), "JPEG"), 1000)
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    rotated = device_decodable(encode(gradient(64, 48), "JPEG", exif=exif), 10**6)
-    assert rotated is not None and (rotated.width, rotated.height) == (48, 64)
+def test_what_the_device_decoder_takes() -> None:
+    def takes(data: bytes, min_side: int = 640) -> bool:
+        source = open_image(data, max_pixels=10**8)
+        return device_preprocess.takes(source, source.scale_for(min_side))
+
+    assert takes(encode(gradient(64, 48), "JPEG"))
+    assert not takes(encode(gradient(64, 48), "PNG"))  # other formats: CPU path
+    assert not takes(encode(gradient().convert("CMYK"), "JPEG"))
+    assert not takes(encode(gradient(4032, 3024), "JPEG"))  # reducible: the CPU's DCT scaling wins
+    assert takes(encode(gradient(4032, 3024), "JPEG"), min_side=4032)  # needed in full: nvJPEG
 
 
 def test_batched_decode_isolates_a_bad_file() -> None:

@@ -20,9 +20,10 @@ def engines() -> dict[str, PoseEngine]:
     return {mode: PoseEngine.load(Settings.from_env({**base, "POSE_DEVICE_DECODE": mode})) for mode in ("off", "on")}
 
 
-def run_all(engine: PoseEngine, bodies: list[bytes]) -> list[Prediction | BaseException]:
+def run_all(engine: PoseEngine, bodies: list[bytes], annotate: bool = False) -> list[Prediction | BaseException]:
     async def main() -> list[Prediction | BaseException]:
-        return list(await asyncio.gather(*(engine.predict(b) for b in bodies), return_exceptions=True))
+        predictions = (engine.predict(b, annotate=annotate) for b in bodies)
+        return list(await asyncio.gather(*predictions, return_exceptions=True))
 
     return asyncio.run(main())
 
@@ -36,7 +37,7 @@ def test_mixed_batch_on_the_device_path(engines: dict[str, PoseEngine], sample_i
     bus_png = encode(Image.open(io.BytesIO(bus)), "PNG")
     truncated = bus[: len(bus) // 3]  # header intact, data cut: passes the header check, fails decoding
     cpu = run_all(engines["off"], [bus])
-    device = run_all(engines["on"], [bus, truncated, bus_png])
+    device = run_all(engines["on"], [bus, truncated, bus_png], annotate=True)
     assert isinstance(device[1], InvalidImage)
     reference = cpu[0]
     assert isinstance(reference, Prediction)
@@ -46,7 +47,9 @@ def test_mixed_batch_on_the_device_path(engines: dict[str, PoseEngine], sample_i
         ours = np.array([p.keypoints for p in outcome.result.persons])[..., :2]
         theirs = np.array([p.keypoints for p in reference.result.persons])[..., :2]
         assert np.abs(ours - theirs).mean() < 1.0
-    assert device[0].image.rgb.shape == (1080, 810, 3)  # kept for annotation
+    for outcome in (device[0], device[2]):
+        assert isinstance(outcome, Prediction) and outcome.annotated is not None
+        assert Image.open(io.BytesIO(outcome.annotated)).size == (810, 1080)  # under the 1920 px cap: as is
 
 
 def cpu_settings(**environment: str) -> Settings:

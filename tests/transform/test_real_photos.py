@@ -37,15 +37,7 @@ def photos(transform_stack: TransformStack) -> dict[str, Photo]:
     return made
 
 
-# Manifest mode reads these 4-12 MB photos from S3 in the container, under the container's own S3 read
-# limit (issue 9 item 1, first bullet: the serving-core work). Until that is merged, the container applies
-# the 1 MB request limit to them: strict, so this fails loudly the day it passes, and the mark goes.
-NEEDS_S3_READ_LIMIT = pytest.mark.xfail(
-    reason="the container's own S3 read limit (serving-core, issue 9 item 1) is not merged yet", strict=True
-)
-
-
-@pytest.fixture(scope="module", params=["images", pytest.param("manifest", marks=NEEDS_S3_READ_LIMIT)])
+@pytest.fixture(scope="module", params=["images", "manifest"])
 def finished(
     request: pytest.FixtureRequest, transform_stack: TransformStack, photos: dict[str, Photo]
 ) -> tuple[int, dict[str, Any], dict[str, bytes]]:
@@ -81,5 +73,8 @@ def test_every_photo_has_persons_and_an_annotated_image_in_display_orientation(
         assert (record["image"]["width"], record["image"]["height"]) == photo.display_size, rel
         annotated = Image.open(io.BytesIO(outputs[f"annotated/{rel}"]))
         assert annotated.format == "JPEG"
-        assert annotated.size == photo.display_size, rel
+        # Display orientation (the container may scale annotated images down, never turn them).
+        width, height = photo.display_size
+        assert (annotated.width > annotated.height) == (width > height), rel
+        assert annotated.width / annotated.height == pytest.approx(width / height, rel=0.01), rel
         assert annotated.getexif().get(ORIENTATION, 1) == 1, rel  # nothing left for a viewer to turn
