@@ -9,8 +9,8 @@ writes every annotated JPEG again).
 
     .venv/bin/python benchmarks/mode_choice.py --photos 24
 
-Manifest mode needs the container's own S3 read limit (issue 9 item 1, first bullet); until that is
-merged, this run passes `MaxPayloadInMB=0` (no limit) in manifest mode so that 4 MB photos are read.
+Both modes run with the launcher's defaults (manifest mode reads the photos under the container's own
+S3 read limit, `POSE_MAX_S3_OBJECT_MB`).
 """
 
 from __future__ import annotations
@@ -60,7 +60,6 @@ def run_mode(stack: EmbeddedStack, model_data: str, mode: str) -> dict[str, Any]
         model_data=model_data,
         mode=mode,  # type: ignore[arg-type]
         instance_type="ml.m5.xlarge",
-        max_payload_mb=0 if mode == "manifest" else None,
     )
     started = time.monotonic()
     code, summary = execute(
