@@ -17,6 +17,7 @@ _COMMAND_MODULES = (
     "local",
     "transform",
     "submit",
+    "dlq",
     "deploy",
     "bench",
     "stack",

@@ -21,6 +21,11 @@ INPUT_PREFIX = "POSEBATCH_INPUT_PREFIX"
 OUTPUT_URI = "POSEBATCH_OUTPUT_URI"
 INVOCATION_TIMEOUT_S = "POSEBATCH_INVOCATION_TIMEOUT_S"
 REQUEST_TTL_S = "POSEBATCH_REQUEST_TTL_S"
+# The trigger queue's maxReceiveCount: on the last receive a failed submission writes the error record.
+MAX_RECEIVE_COUNT = "POSEBATCH_MAX_RECEIVE_COUNT"
+# Async error handler (Lambda on the endpoint's error topic): bounded retries with backoff.
+RETRY_ATTEMPTS = "POSEBATCH_RETRY_ATTEMPTS"
+RETRY_BACKOFF_S = "POSEBATCH_RETRY_BACKOFF_S"
 # Transform completion (Lambda configuration)
 TRANSFORM_TOPIC_ARN = "POSEBATCH_TRANSFORM_TOPIC_ARN"
 FINALIZE_BUDGET_S = "POSEBATCH_FINALIZE_BUDGET_S"
@@ -71,6 +76,7 @@ class TriggerConfig:
     output_uri: str | None = None
     invocation_timeout_s: int | None = None
     request_ttl_s: int | None = None
+    max_receive_count: int | None = None  # None: not behind a queue with a dead-letter queue
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TriggerConfig:
@@ -84,6 +90,31 @@ class TriggerConfig:
             output_uri=env.get(OUTPUT_URI) or None,
             invocation_timeout_s=_optional_int(env.get(INVOCATION_TIMEOUT_S)),
             request_ttl_s=_optional_int(env.get(REQUEST_TTL_S)),
+            max_receive_count=_optional_int(env.get(MAX_RECEIVE_COUNT)),
+        )
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often the async error handler re-invokes a failed inference, and how long it waits first
+    (`backoff_s`, doubled each attempt, at most `max_backoff_s`)."""
+
+    attempts: int = 3
+    backoff_s: float = 5.0
+    max_backoff_s: float = 60.0
+
+    def delay_s(self, retry: int) -> float:
+        """The wait before retry number `retry` (1-based)."""
+        return float(min(self.max_backoff_s, self.backoff_s * 2 ** (retry - 1)))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> RetryPolicy:
+        env = _environ(environ)
+        attempts = _optional_int(env.get(RETRY_ATTEMPTS))
+        backoff = env.get(RETRY_BACKOFF_S, "").strip()
+        return cls(
+            attempts=cls.attempts if attempts is None else max(0, attempts),
+            backoff_s=float(backoff) if backoff else cls.backoff_s,
         )
 
 

@@ -72,12 +72,14 @@ def main() -> int:
         print(json.dumps(measure(args.child, args.folder, args.side)))
         return 0
     sys.path.insert(0, str(REPO))
-    from tests.inference.photos import coco_paths, phone_jpeg
+    from benchmarks.photos import phone_jpeg
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         sizes = []
-        for n, path in enumerate(coco_paths(args.count)):
+        for n, path in enumerate(
+            sorted((REPO.parent / "shared/data/coco-val-mini/images").glob("*.jpg"))[: args.count]
+        ):
             data = phone_jpeg(path)
             sizes.append(len(data))
             (folder / f"{n:03d}.jpg").write_bytes(data)

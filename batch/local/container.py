@@ -146,6 +146,16 @@ class ServingContainer:
         self.stop()
         raise TimeoutError(f"container did not pass /ping within {startup_timeout_s:.0f}s; log: {self._log_path}")
 
+    def restart(self, *, startup_timeout_s: float = 240.0) -> ServingContainer:
+        """Replace this instance's process (SageMaker replaces an instance that fails its health
+        checks): the old one is killed, a new one starts on a fresh port and must pass /ping."""
+        self.kill()
+        self._process = None
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._env["SAGEMAKER_BIND_TO_PORT"] = str(self.port)
+        return self.start(startup_timeout_s=startup_timeout_s)
+
     @property
     def pid(self) -> int:
         if self._process is None:
