@@ -70,11 +70,6 @@ class PoseResult(BaseModel):
     skeleton: list[tuple[int, int]] = Field(description="Pairs of keypoint indices to connect.")
     persons: list[Person]
     thresholds: Thresholds
-    annotated_jpeg_base64: str | None = Field(
-        None,
-        description="The annotated JPEG, base64; only when the container runs with POSE_EMBED_ANNOTATED=true "
-        "(Batch Transform images mode, where the job's finaliser moves it to its mirrored key).",
-    )
 
 
 class ErrorDetail(BaseModel):
