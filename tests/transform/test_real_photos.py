@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from batch.commands.transform import execute
+from batch.output_layout import annotated_key, keypoints_key
 from batch.transform.launcher import LaunchOptions
 from tests.transform.jobs import TransformStack, objects
 from tests.transform.photos import ORIENTATION, WITH_PEOPLE, Photo, large_png, phone_jpeg
@@ -68,10 +69,10 @@ def test_every_photo_has_persons_and_an_annotated_image_in_display_orientation(
 ) -> None:
     _, _, outputs = finished
     for rel, photo in photos.items():
-        record = json.loads(outputs[f"keypoints/{rel}.json"])
+        record = json.loads(outputs[keypoints_key(rel)])
         assert record["persons"], rel
         assert (record["image"]["width"], record["image"]["height"]) == photo.display_size, rel
-        annotated = Image.open(io.BytesIO(outputs[f"annotated/{rel}"]))
+        annotated = Image.open(io.BytesIO(outputs[annotated_key(rel)]))
         assert annotated.format == "JPEG"
         # Display orientation (the container may scale annotated images down, never turn them).
         width, height = photo.display_size
