@@ -84,8 +84,6 @@ class AsyncRunner:
         self._queue: queue.Queue[AsyncRequest] = queue.Queue()
         self._active: set[str] = set()
         self._lock = threading.Lock()
-        self._in_flight = 0
-        self._peak_in_flight = 0
         self.max_concurrent_per_instance = max_concurrent_per_instance
         self._stop = threading.Event()
         self.instances = [Instance(i, container) for i, container in enumerate(containers)]
@@ -106,12 +104,6 @@ class AsyncRunner:
             self._active.add(request.inference_id)
         self._queue.put(request)
         return True
-
-    @property
-    def peak_in_flight(self) -> int:
-        """The most container calls ever open at once, over all instances (tests check the limit)."""
-        with self._lock:
-            return self._peak_in_flight
 
     @property
     def backlog(self) -> int:
@@ -176,9 +168,6 @@ class AsyncRunner:
             headers["Accept"] = request.accept
         if request.custom_attributes:
             headers["X-Amzn-SageMaker-Custom-Attributes"] = request.custom_attributes
-        with self._lock:
-            self._in_flight += 1
-            self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
         try:
             answer = invoke(container.url, payload, headers, timeout_s=request.invocation_timeout_s)
             return answer.content_type, answer.body
@@ -196,9 +185,6 @@ class AsyncRunner:
             else:
                 message = f"ServerError: the model container did not answer: {exc.detail}"
             raise _Failed(message, message.encode()) from None
-        finally:
-            with self._lock:
-                self._in_flight -= 1
 
     def _put(self, location: str, body: bytes, content_type: str) -> None:
         target = S3Uri.parse(location)

@@ -38,6 +38,11 @@ class Runtime:
     handler: InvocationHandler | None = None
     load_error: str | None = None
     on_load_failure: Callable[[], None] = field(default=lambda: None)
+    # /invocations being answered now, and the most at once since start (two ints: bounded telemetry
+    # that shows whether the caller honours MaxConcurrentTransforms / MaxConcurrentInvocationsPerInstance).
+    # Only the event loop touches them, so no lock.
+    in_flight: int = 0
+    peak_in_flight: int = 0
 
 
 def create_app(settings: Settings, load_engine: EngineLoader = PoseEngine.load) -> FastAPI:
@@ -81,10 +86,11 @@ def create_app(settings: Settings, load_engine: EngineLoader = PoseEngine.load) 
 
     @app.get("/metrics", summary="Batching and memory figures (for benchmarks and operators)")
     async def metrics() -> dict[str, object]:
+        calls = {"invocations_in_flight": runtime.in_flight, "peak_invocations_in_flight": runtime.peak_in_flight}
         if runtime.handler is None:
-            return {"ready": False}
+            return {"ready": False, **calls}
         engine = runtime.handler.engine
-        return {"ready": True, **engine.metrics()}
+        return {"ready": True, **calls, **engine.metrics()}
 
     @app.post(
         "/invocations",
@@ -92,6 +98,9 @@ def create_app(settings: Settings, load_engine: EngineLoader = PoseEngine.load) 
         responses={400: {"model": ErrorRecord}, 413: {"model": ErrorRecord}, 415: {"model": ErrorRecord}},
     )
     async def invocations(request: Request) -> Response:
+        # Counted down before the answer is sent, so the caller never sees more calls open than it has.
+        runtime.in_flight += 1
+        runtime.peak_in_flight = max(runtime.peak_in_flight, runtime.in_flight)
         try:
             return await _invoke(runtime, request)
         except PoseError as exc:
@@ -100,6 +109,8 @@ def create_app(settings: Settings, load_engine: EngineLoader = PoseEngine.load) 
             log.exception("invocation failed")
             body = error_record("internal_error", "internal error; see the container log")
             return JSONResponse(body, status_code=500)
+        finally:
+            runtime.in_flight -= 1
 
     return app
 
