@@ -137,6 +137,7 @@ class AsyncEndpoints:
                     environment=dict(model.get("Environment") or {}),
                     aws_environment=self._stack.environment,
                     log_path=self._stack.home / "endpoints" / endpoint.name / f"instance-{index}.log",
+                    command=self._stack.serve_command,
                 )
                 endpoint.containers.append(container)
                 container.start()

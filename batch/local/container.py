@@ -146,10 +146,13 @@ class ServingContainer:
         environment: dict[str, str],
         aws_environment: dict[str, str],
         log_path: Path | None = None,
+        command: list[str] | None = None,
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.model_dir = model_dir
+        # What "the image" runs: `container/serve serve` unless the stack was configured otherwise.
+        self._command = command or serve_command()
         self._env = child_process_environment(
             {
                 **aws_environment,
@@ -170,7 +173,7 @@ class ServingContainer:
 
     def start(self, *, startup_timeout_s: float = 240.0) -> ServingContainer:
         with self._log_path.open("ab") as log_file:
-            self._process = subprocess.Popen(serve_command(), env=self._env, stdout=log_file, stderr=subprocess.STDOUT)
+            self._process = subprocess.Popen(self._command, env=self._env, stdout=log_file, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + startup_timeout_s
         while time.monotonic() < deadline:
             if self._process.poll() is not None:

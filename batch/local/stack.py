@@ -36,8 +36,13 @@ DEFAULT_HOME = Path(".posebatch")
 
 
 class EmbeddedStack:
-    def __init__(self, home: Path = DEFAULT_HOME, *, bucket: str = DEFAULT_BUCKET) -> None:
+    def __init__(
+        self, home: Path = DEFAULT_HOME, *, bucket: str = DEFAULT_BUCKET, serve_command: list[str] | None = None
+    ) -> None:
+        """`serve_command`: what every container of this stack runs, as SageMaker runs a model's image
+        (None: `container/serve serve`)."""
         self.home = home.resolve()
+        self.serve_command = serve_command
         self.bucket = bucket
         self.region = REGION
         self.moto = MotoServer()

@@ -11,7 +11,6 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -35,16 +34,12 @@ QUEUE_NAME = "posebatch-transform-events"
 MAX_LOCAL_INSTANCES = 8
 _NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 
-ResponseHook = Callable[[TransformJob, Instance], None]
-
 
 class TransformJobService:
     def __init__(self, stack: EmbeddedStack) -> None:
         self.stack = stack
         self.jobs: dict[str, TransformJob] = {}
         self._lock = threading.Lock()
-        # Tests kill containers mid-run from here: called after every successful response.
-        self.response_hooks: list[ResponseHook] = []
 
     # --- control plane --------------------------------------------------------------------------
     def create(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -145,6 +140,7 @@ class TransformJobService:
                 environment=environment,
                 aws_environment=self.stack.environment,
                 log_path=workdir / f"instance-{index}.log",
+                command=self.stack.serve_command,
             )
 
         count = int(request["TransformResources"]["InstanceCount"])
@@ -171,7 +167,7 @@ class TransformJobService:
                 output=output,
                 input_bucket=source.bucket,
                 stop=job.stop,
-                on_response=lambda inst: self._responded(job, inst),
+                on_response=lambda _instance: job.count_response(),
                 on_retry=job.count_retry,
             )
             for instance in job.instances
@@ -181,11 +177,6 @@ class TransformJobService:
             list(pool.map(lambda pair: pair[0].run(pair[1]), zip(workers, groups, strict=True)))
         for worker in workers:
             job.record(worker.done, worker.failed)
-
-    def _responded(self, job: TransformJob, instance: Instance) -> None:
-        job.count_response()
-        for hook in list(self.response_hooks):
-            hook(job, instance)
 
     def _put_event(self, job: TransformJob) -> None:
         try:

@@ -5,7 +5,6 @@ failed files, stop, and the control plane's answers."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,9 +12,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from batch.local.transform_job_record import TransformJob
 from batch.local.transform_job_service import service
-from batch.local.transform_runner import Instance
+from tests.local.observed_container import OBSERVED_SERVE
 from tests.transform.jobs import TransformStack, objects, wait_until_job_ends
 
 pytestmark = pytest.mark.slow
@@ -27,7 +25,10 @@ MODEL = "pose-stand-in-test"
 def stand_in(
     tmp_path_factory: pytest.TempPathFactory, model_path: Path, sample_images: dict[str, bytes]
 ) -> Iterator[TransformStack]:
-    started = TransformStack.start(tmp_path_factory.mktemp("stack"), model_path, bucket="posebatch-stand-in")
+    # Every container runs behind the observing wrapper; each job's Environment says what it does.
+    started = TransformStack.start(
+        tmp_path_factory.mktemp("stack"), model_path, bucket="posebatch-stand-in", serve_command=OBSERVED_SERVE
+    )
     sagemaker, s3 = started.stack.client("sagemaker"), started.stack.client("s3")
     sagemaker.create_model(
         ModelName=MODEL,
@@ -68,42 +69,30 @@ def put_manifest(stand_in: TransformStack, key: str, indices: list[int]) -> list
     return lines
 
 
-def kill_once_after(responses: int, job_name: str) -> tuple[Any, list[str]]:
-    """A response hook that SIGKILLs the answering container once the job has had `responses` answers."""
-    killed: list[str] = []
-    lock = threading.Lock()
-
-    def hook(job: TransformJob, instance: Instance) -> None:
-        with lock:
-            if job.name == job_name and job.responses >= responses and not killed:
-                assert instance.container is not None
-                killed.append(instance.container.url)
-                instance.container.kill()
-
-    return hook, killed
+def kill_once_after(responses: int, marker: Path) -> dict[str, str]:
+    """A job Environment under which the container SIGKILLs itself right after its `responses`th
+    answer, once (the marker file then exists)."""
+    return {"OBSERVED_KILL_AFTER": str(responses), "OBSERVED_KILL_MARKER": str(marker)}
 
 
 def test_out_files_keep_the_relative_path_and_the_container_fills_in_parameters(
-    stand_in: TransformStack, sample_images: dict[str, bytes]
+    stand_in: TransformStack, sample_images: dict[str, bytes], tmp_path: Path
 ) -> None:
     s3, sagemaker = stand_in.stack.client("s3"), stand_in.stack.client("sagemaker")
     keys = ["names/a/b c/ü ñ.jpg", "names/top.jpg"]
     for key in keys:
         s3.put_object(Bucket=stand_in.bucket, Key=key, Body=sample_images["bus.jpg"])
-    answers: list[Any] = []
-
-    def ask(job: TransformJob, instance: Instance) -> None:
-        if job.name == "naming" and not answers and instance.container is not None:
-            answers.append(instance.container.get_json("/execution-parameters")[1])
-
-    service(stand_in.stack).response_hooks.append(ask)
-    sagemaker.create_transform_job(**job_request(stand_in, "naming", "names/"))
+    record = tmp_path / "execution-parameters.jsonl"  # what the container answered the stand-in
+    sagemaker.create_transform_job(
+        **job_request(stand_in, "naming", "names/", Environment={"OBSERVED_RECORD": str(record)})
+    )
     described = wait_until_job_ends(sagemaker, "naming")
     assert described["TransformJobStatus"] == "Completed", described.get("FailureReason")
     outputs = objects(s3, stand_in.bucket, "out/naming/")
     assert sorted(outputs) == ["a/b c/ü ñ.jpg.out", "top.jpg.out"]
     assert json.loads(outputs["top.jpg.out"])["persons"]
     params = service(stand_in.stack).job("naming").params
+    answers = [json.loads(line) for line in record.read_text().splitlines()] if record.exists() else []
     assert params is not None and answers
     # Nothing in the request: the container's answer wins over SageMaker's defaults.
     assert params.max_concurrent == answers[0]["MaxConcurrentTransforms"]
@@ -136,11 +125,10 @@ def test_multi_record_packs_lines_per_file_and_never_mixes_files(stand_in: Trans
         assert all(a["status"] == "ok" for a in answers)
 
 
-def test_a_killed_container_is_restarted_and_requests_retried(stand_in: TransformStack) -> None:
+def test_a_killed_container_is_restarted_and_requests_retried(stand_in: TransformStack, tmp_path: Path) -> None:
     sagemaker, s3 = stand_in.stack.client("sagemaker"), stand_in.stack.client("s3")
     lines = put_manifest(stand_in, "crash/all.jsonl", [0, 1, 2, 3, 4, 5])
-    hook, killed = kill_once_after(2, "crash")
-    service(stand_in.stack).response_hooks.append(hook)
+    killed = tmp_path / "killed"
     request = job_request(
         stand_in,
         "crash",
@@ -148,7 +136,7 @@ def test_a_killed_container_is_restarted_and_requests_retried(stand_in: Transfor
         BatchStrategy="SingleRecord",
         MaxConcurrentTransforms=2,
         ModelClientConfig={"InvocationsMaxRetries": 3, "InvocationsTimeoutInSeconds": 60},
-        Environment={"POSE_ALLOWED_BUCKETS": stand_in.bucket},
+        Environment={"POSE_ALLOWED_BUCKETS": stand_in.bucket, **kill_once_after(2, killed)},
         TransformInput={"SplitType": "Line", "ContentType": "application/jsonlines"},
         TransformOutput={"AssembleWith": "Line", "Accept": "application/jsonlines"},
     )
@@ -156,23 +144,29 @@ def test_a_killed_container_is_restarted_and_requests_retried(stand_in: Transfor
     described = wait_until_job_ends(sagemaker, "crash")
     assert described["TransformJobStatus"] == "Completed", described.get("FailureReason")
     job = service(stand_in.stack).job("crash")
-    assert killed and job.instances[0].restarts == 1 and job.retries >= 1
+    assert killed.exists() and job.instances[0].restarts == 1 and job.retries >= 1
     assert job.params is not None and job.params.max_concurrent == 2  # the request beats the container
     answers = [json.loads(line) for line in objects(s3, stand_in.bucket, "out/crash/")["all.jsonl.out"].splitlines()]
     assert [a["image"] for a in answers] == lines  # nothing lost, nothing twice, in order
     assert all(a["status"] == "ok" for a in answers)
 
 
-def test_without_retries_the_failed_file_gets_no_out_and_the_job_fails(stand_in: TransformStack) -> None:
+def test_without_retries_the_failed_file_gets_no_out_and_the_job_fails(
+    stand_in: TransformStack, tmp_path: Path
+) -> None:
     sagemaker, s3 = stand_in.stack.client("sagemaker"), stand_in.stack.client("s3")
-    hook, killed = kill_once_after(1, "no-retry")
-    service(stand_in.stack).response_hooks.append(hook)
+    killed = tmp_path / "killed"
     request = job_request(
-        stand_in, "no-retry", "images/", MaxConcurrentTransforms=1, ModelClientConfig={"InvocationsMaxRetries": 0}
+        stand_in,
+        "no-retry",
+        "images/",
+        MaxConcurrentTransforms=1,
+        ModelClientConfig={"InvocationsMaxRetries": 0},
+        Environment=kill_once_after(1, killed),
     )
     sagemaker.create_transform_job(**request)
     job = wait_until_job_ends(sagemaker, "no-retry")
-    assert job["TransformJobStatus"] == "Failed" and killed
+    assert job["TransformJobStatus"] == "Failed" and killed.exists()
     outputs = objects(s3, stand_in.bucket, "out/no-retry/")
     # Files go in key order; the second one's only request hit the dead container.
     assert sorted(outputs) == [

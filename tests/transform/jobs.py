@@ -76,8 +76,10 @@ class TransformStack:
         return self.stack.bucket
 
     @classmethod
-    def start(cls, home: Path, model_path: Path, *, bucket: str) -> TransformStack:
-        stack = EmbeddedStack(home, bucket=bucket).start()
+    def start(
+        cls, home: Path, model_path: Path, *, bucket: str, serve_command: list[str] | None = None
+    ) -> TransformStack:
+        stack = EmbeddedStack(home, bucket=bucket, serve_command=serve_command).start()
         try:
             model_data = upload_model(stack.client("s3"), bucket, model_path, stack.home)
             return cls(stack, model_data, Notifications.subscribe(stack))
