@@ -124,6 +124,7 @@ def test_dropped_image_gets_keypoints_annotated_and_success(stack: Any, relative
     assert message["responseParameters"]["outputLocation"] == f"s3://{BUCKET}/{response_key}"
     result = PoseResult.model_validate_json(read(stack, f"{OUT}keypoints/{relative}.json"))
     assert result.persons and len(result.persons[0].keypoints) == 17
+    assert result.source == f"s3://{BUCKET}/{IN}{relative}"  # the record names its image
     assert PoseResult.model_validate_json(read(stack, response_key)) == result
     assert read(stack, f"{OUT}annotated/{relative}")[:2] == b"\xff\xd8"  # a JPEG
 
