@@ -5,6 +5,8 @@ values are a 400 naming the problem, so a typo never silently falls back to a de
 `annotated_output` and `keypoints_output` are percent-encoded S3 URIs where the container writes the
 annotated JPEG and the result record (or, for a bad image, its error record): that is how async
 callers put both outputs at keys that mirror the input, whatever characters the key holds.
+`source`, percent-encoded too, is the input's URI, for the result record's `source` field (async
+callers send it when it fits in the header; the body alone does not say where it came from).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class InferenceOptions:
     imgsz: int
     annotated_output: S3Uri | None = None
     keypoints_output: S3Uri | None = None
+    source: str | None = None
 
     @classmethod
     def defaults(cls, settings: Settings) -> InferenceOptions:
@@ -85,7 +88,9 @@ def parse_custom_attributes(header: str | None, defaults: InferenceOptions) -> I
             options = replace(options, annotated_output=S3Uri.parse(unquote(value)))
         elif key == "keypoints_output":
             options = replace(options, keypoints_output=S3Uri.parse(unquote(value)))
+        elif key == "source":
+            options = replace(options, source=str(S3Uri.parse(unquote(value))))
         else:
-            known = "conf, iou, max_det, imgsz, annotated_output, keypoints_output"
+            known = "conf, iou, max_det, imgsz, annotated_output, keypoints_output, source"
             raise InvalidAttributes(f"unknown custom attribute {key!r}; known: {known}")
     return options

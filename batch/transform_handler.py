@@ -58,6 +58,8 @@ class InvocationHandler:
                 # The mirrored key still ends with a record: this image's error.
                 await self.store.put(options.keypoints_output, json.dumps(exc.to_dict()).encode(), content_types.JSON)
             raise
+        if options.source is not None:
+            prediction.result.source = options.source  # the record names its image (async callers)
         jpeg = prediction.annotated
         record = prediction.result.model_dump_json(exclude_none=True).encode()
         writes = []
@@ -79,7 +81,7 @@ class InvocationHandler:
         if not lines:
             raise InvalidManifest("the manifest body holds no lines; expected one S3 image reference per line")
         # No output locations for a whole manifest: each line names its own.
-        options = replace(options, annotated_output=None, keypoints_output=None)
+        options = replace(options, annotated_output=None, keypoints_output=None, source=None)
         # Bounded fan-out: a long manifest must not fetch and hold all of its images at once.
         slots = asyncio.Semaphore(self.settings.manifest_concurrency)
 

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+from batch.async_inference.layout import MAX_CUSTOM_ATTRIBUTES, AsyncLayout
 from batch.custom_attributes import InferenceOptions, parse_custom_attributes
-from batch.errors import InvalidAttributes, InvalidS3Uri
+from batch.errors import InvalidAttributes, InvalidS3Uri, KeyTooLong
 from batch.s3_uri import S3Uri
 
 DEFAULTS = InferenceOptions(conf=0.25, iou=0.7, max_det=300, imgsz=640)
@@ -19,6 +20,10 @@ DEFAULTS = InferenceOptions(conf=0.25, iou=0.7, max_det=300, imgsz=640)
         (
             "annotated_output=s3://out-bucket/annotated/a%20b/%C3%A9t%C3%A9%2Bx.jpg",
             InferenceOptions(0.25, 0.7, 300, 640, S3Uri("out-bucket", "annotated/a b/été+x.jpg")),
+        ),
+        (
+            "source=s3://in-bucket/in/a%3Bb%3Dc%20%C3%A9.jpg",
+            InferenceOptions(0.25, 0.7, 300, 640, source="s3://in-bucket/in/a;b=c é.jpg"),
         ),
     ],
 )
@@ -46,3 +51,31 @@ def test_invalid_attributes_name_the_problem(header: str, fragment: str) -> None
 def test_bad_annotated_output_uri() -> None:
     with pytest.raises(InvalidS3Uri):
         parse_custom_attributes("annotated_output=https://example.com/x.jpg", DEFAULTS)
+
+
+LAYOUT = AsyncLayout.create("s3://in-bucket/in/", "s3://out-bucket/out/")
+
+
+@pytest.mark.parametrize(
+    ("relative", "has_source"),
+    [
+        ("a;b=c/été 1.jpg", True),  # characters the header's syntax uses, and non-ASCII
+        ("d/" + "x" * 380 + ".jpg", False),  # the outputs fit in 1024 characters, the source no longer does
+    ],
+)
+def test_async_callers_name_the_source_when_it_fits(relative: str, has_source: bool) -> None:
+    placement = LAYOUT.place("in-bucket", "in/" + relative)
+    assert placement is not None
+    header = placement.custom_attributes
+    assert len(header) <= MAX_CUSTOM_ATTRIBUTES and header.isascii()
+    options = parse_custom_attributes(header, DEFAULTS)
+    assert options.keypoints_output == S3Uri.parse(placement.keypoints_uri)
+    assert options.annotated_output == S3Uri.parse(placement.annotated_uri)
+    assert options.source == (placement.input_uri if has_source else None)
+
+
+def test_outputs_past_the_limit_are_refused_whatever_the_source() -> None:
+    placement = LAYOUT.place("in-bucket", "in/" + "x" * 500 + ".jpg")
+    assert placement is not None
+    with pytest.raises(KeyTooLong):
+        _ = placement.custom_attributes

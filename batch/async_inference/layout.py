@@ -60,7 +60,9 @@ class Placement:
 
     @property
     def custom_attributes(self) -> str:
-        """Both output locations for the container; raises `KeyTooLong` past SageMaker's limit."""
+        """Both output locations for the container, then the input's URI (`source`, which the container
+        puts in the result record) when it fits too; raises `KeyTooLong` when the outputs alone do not fit
+        SageMaker's limit. Without `source` the record still has its input in its mirrored key."""
         # Percent-encoded so spaces, ';', '=' and non-ASCII keys survive the header as ASCII.
         attributes = (
             f"keypoints_output={quote(self.keypoints_uri, safe=':/')};"
@@ -71,7 +73,9 @@ class Placement:
                 f"the output locations of {self.input_uri[:200]} need {len(attributes)} characters of "
                 f"CustomAttributes once percent-encoded; SageMaker allows {MAX_CUSTOM_ATTRIBUTES}: use a shorter key"
             )
-        return attributes
+        named = f"{attributes};source={quote(self.input_uri, safe=':/')}"
+        # A long key must not turn a request that can succeed into a refused one: `source` is optional.
+        return named if len(named) <= MAX_CUSTOM_ATTRIBUTES else attributes
 
 
 @dataclass(frozen=True)

@@ -168,6 +168,8 @@ def format_notification(job: dict[str, Any], summary: dict[str, Any] | None) -> 
             f"Output: {escape(output)} (keypoints/, annotated/)",
             f"Summary: {escape(summary_uri(output))}",
         ]
+        if summary.get("persons") is not None:  # absent from summaries written before it was counted
+            lines.insert(-2, f"Persons: {summary['persons']} found, in {summary['images_with_persons']} image(s).")
         if timings.get("transform_seconds") is not None:
             lines.append(
                 f"Time: {timings['transform_seconds']:.1f} s, {timings.get('images_per_second') or 0:.2f} images/s."

@@ -51,6 +51,7 @@ _SUMMARY_WINDOW = 256  # page outcomes read at once while summarising
 class ImageStatus:
     rel: str
     error: dict[str, str] | None = None
+    persons: int = 0  # persons found in this image's result (0 for an error)
 
 
 def _error(code: str, message: str) -> dict[str, str]:
@@ -127,6 +128,9 @@ class Finalizer:
         outcome = {
             "images": len(outcomes),
             "done": len(outcomes) - len(failed),
+            # Counted per page so the summary sums a few numbers per page, never per-image data.
+            "persons": sum(o.persons for o in outcomes),
+            "images_with_persons": sum(1 for o in outcomes if o.persons > 0),
             "failures": [{"key": self.plan.image_uri(o.rel).key, "error": o.error} for o in failed],
             "seconds": round(time.monotonic() - started, 3),
         }
@@ -180,8 +184,9 @@ class Finalizer:
             return ImageStatus(rel, _error("invalid_transform_output", f"the job's output is not a record: {exc}"))
         finally:
             body.close()
-        _put_json(self.s3, keypoints, opened.record)
-        return ImageStatus(rel)
+        record = _with_source(opened.record, str(self.plan.image_uri(rel)))
+        _put_json(self.s3, keypoints, record)
+        return ImageStatus(rel, persons=_person_count(record))
 
     def _shard(self, page: Page) -> list[ImageStatus]:
         out = self.plan.transform_output_uri.child(f"{page.shard}.out")
@@ -192,14 +197,16 @@ class Finalizer:
                 return [ImageStatus(rel, self.missing) for rel in page.images]
             raise
         wanted = {str(self.plan.image_uri(rel)) for rel in page.images}
-        lines: dict[str, tuple[str, dict[str, str] | None]] = {}
+        lines: dict[str, tuple[int, dict[str, str] | None]] = {}  # image -> (persons, error)
         try:
             for raw in split_lines(body.iter_chunks(READ_CHUNK)):
                 line = _json_object(raw)
                 image = line.get("image") if line else None
                 if line is not None and isinstance(image, str) and image in wanted:
-                    ok = line.get("status") == "ok"
-                    lines[image] = ("ok", None) if ok else ("error", _error_from(line.get("error")))
+                    if line.get("status") == "ok":
+                        lines[image] = (_person_count(line.get("result")), None)
+                    else:
+                        lines[image] = (0, _error_from(line.get("error")))
         except EnvelopeError as exc:
             log.warning("shard %s: %s; its remaining images count as missing", page.shard, exc)
         finally:
@@ -210,14 +217,15 @@ class Finalizer:
             if found is None:
                 outcomes.append(ImageStatus(rel, _error("missing_result", "the container answered no line for it")))
             else:
-                outcomes.append(ImageStatus(rel, found[1]))
+                outcomes.append(ImageStatus(rel, found[1], persons=found[0]))
         return outcomes
 
     # --- the summary ----------------------------------------------------------------------------
     def summarize(self, extra_s: float = 0.0) -> dict[str, Any]:
         """Fold every page's outcome into `_SUMMARY.json`: a window of pages at a time, failures capped."""
         started = time.monotonic()
-        images = done = failed = 0
+        images = done = failed = persons = with_persons = 0
+        uncounted = False  # a page finalised by a version that did not count persons yet
         seconds = extra_s
         failures: list[dict[str, Any]] = []
         indexes = range(self.plan.page_count)
@@ -230,9 +238,14 @@ class Finalizer:
                     images += body["images"]
                     done += body["done"]
                     failed += len(body["failures"])
+                    uncounted |= "persons" not in body
+                    persons += body.get("persons", 0)
+                    with_persons += body.get("images_with_persons", 0)
                     seconds += body.get("seconds", 0.0)
                     failures += body["failures"][: max(0, MAX_FAILURES_LISTED - len(failures))]
-        summary = self._summary(images, done, failed, failures, seconds)
+        # None rather than a total that silently misses pages (the report then leaves the line out).
+        counts = (None, None) if uncounted else (persons, with_persons)
+        summary = self._summary(images, done, failed, failures, seconds, persons=counts[0], with_persons=counts[1])
         summary["timings"]["summarize_seconds"] = round(time.monotonic() - started, 3)
         _put_json(self.s3, summary_uri(self.plan.output_uri), summary)
         return summary
@@ -242,7 +255,15 @@ class Finalizer:
         return None if body is None else dict(json.loads(body))
 
     def _summary(
-        self, images: int, done: int, failed: int, failures: list[dict[str, Any]], finalize_s: float
+        self,
+        images: int,
+        done: int,
+        failed: int,
+        failures: list[dict[str, Any]],
+        finalize_s: float,
+        *,
+        persons: int | None,
+        with_persons: int | None,
     ) -> dict[str, Any]:
         created, started, ended = (
             _epoch(self.job.get(k)) for k in ("CreationTime", "TransformStartTime", "TransformEndTime")
@@ -258,6 +279,8 @@ class Finalizer:
             "images": images,
             "done": done,
             "failed": failed,
+            "persons": persons,  # over every image posed
+            "images_with_persons": with_persons,
             "failures": failures,
             "timings": {
                 "created": _iso(created),
@@ -269,6 +292,20 @@ class Finalizer:
             },
             "finalized_at": _iso(time.time()),
         }
+
+
+def _person_count(record: Any) -> int:
+    """How many persons a result record holds (0 for anything that is not one)."""
+    persons = record.get("persons") if isinstance(record, dict) else None
+    return len(persons) if isinstance(persons, list) else 0
+
+
+def _with_source(record: dict[str, Any], source: str) -> dict[str, Any]:
+    """The record naming its input image (the container only saw the bytes), in the schema's field order."""
+    named = {key: record[key] for key in ("schema_version",) if key in record}
+    named["source"] = source
+    named.update((key, value) for key, value in record.items() if key != "source")
+    return named
 
 
 def _key_too_long(key: str) -> dict[str, str]:

@@ -109,6 +109,8 @@ def format_report(job: dict[str, Any], summary: dict[str, Any]) -> str:
         f"output:   {summary['output']}keypoints/  and  {summary['output']}annotated/",
         f"summary:  {summary['output']}_SUMMARY.json",
     ]
+    if summary.get("persons") is not None:  # absent from summaries written before it was counted
+        lines.insert(2, f"persons:  {summary['persons']} found, in {summary['images_with_persons']} image(s)")
     if timings.get("transform_seconds") is not None:
         lines.append(
             f"time:     {timings['transform_seconds']:.1f} s ({timings.get('images_per_second') or 0:.2f} img/s)"

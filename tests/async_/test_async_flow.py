@@ -124,6 +124,7 @@ def test_dropped_image_gets_keypoints_annotated_and_success(stack: Any, relative
     assert message["responseParameters"]["outputLocation"] == f"s3://{BUCKET}/{response_key}"
     result = PoseResult.model_validate_json(read(stack, f"{OUT}keypoints/{relative}.json"))
     assert result.persons and len(result.persons[0].keypoints) == 17
+    assert result.source == f"s3://{BUCKET}/{IN}{relative}"  # the record names its image
     assert PoseResult.model_validate_json(read(stack, response_key)) == result
     assert read(stack, f"{OUT}annotated/{relative}")[:2] == b"\xff\xd8"  # a JPEG
 
@@ -220,6 +221,7 @@ def test_async_client_submits_a_prefix_and_waits(stack: Any) -> None:
     ok = outcomes[f"s3://{BUCKET}/client/deep/b.png"]
     # Outside the trigger's input prefix the whole key is mirrored: another prefix's b.png cannot collide.
     assert ok.result is not None and ok.keypoints_uri == f"s3://{BUCKET}/{OUT}keypoints/client/deep/b.png.json"
+    assert ok.result.source == ok.input_uri  # `submit`'s records name their image too
     assert ok.annotated_uri == f"s3://{BUCKET}/{OUT}annotated/client/deep/b.png.jpg"
     broken = outcomes[f"s3://{BUCKET}/client/broken.jpg"]
     assert broken.result is None and broken.error is not None and broken.error.code == "invalid_image"

@@ -170,6 +170,7 @@ def test_request_mirrors_the_key() -> None:
     assert attributes_of(request) == {
         "keypoints_output": f"s3://{BUCKET}/out/keypoints/shop/day 1/cam+2.JPG.json",
         "annotated_output": f"s3://{BUCKET}/out/annotated/shop/day 1/cam+2.JPG",
+        "source": f"s3://{BUCKET}/in/shop/day 1/cam+2.JPG",  # for the record's `source`
     }
 
 

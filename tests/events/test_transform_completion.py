@@ -24,6 +24,8 @@ SUMMARY = {
     "images": 3,
     "done": 2,
     "failed": 1,
+    "persons": 5,
+    "images_with_persons": 2,
     "failures": [{"key": "in/x.jpg", "error": {"code": "invalid_image", "message": "not an image"}}],
     "timings": {"transform_seconds": 4.0, "images_per_second": 0.75},
 }
@@ -46,6 +48,7 @@ def test_notification_is_human_readable() -> None:
     assert subject == "PoseBatch transform job-1: Failed"
     for text in (
         "3 in total, 2 done, 1 failed",
+        "Persons: 5 found, in 2 image(s).",
         "s3://bkt/out/_SUMMARY.json",
         "in/x.jpg: invalid_image",
         "Failure reason: ClientError: x",

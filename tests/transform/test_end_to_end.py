@@ -114,6 +114,20 @@ def test_every_input_has_its_outputs_at_the_mirrored_keys(run: Run) -> None:
     assert json.loads(run.outputs["keypoints/top level.jpg.json"])["persons"] == []
 
 
+def test_every_record_names_its_source_image(run: Run) -> None:
+    assert run.summary["input"].endswith("/" + INPUT)
+    for rel in good(run):
+        record = json.loads(run.outputs[f"keypoints/{rel}.json"])
+        assert record["source"] == run.summary["input"] + rel, rel
+        assert record["schema_version"] == 2
+
+
+def persons_written(run: Run) -> tuple[int, int]:
+    """(persons, images with at least one) over the records the job actually wrote."""
+    counts = [len(json.loads(run.outputs[f"keypoints/{rel}.json"]).get("persons", [])) for rel in run.inputs]
+    return sum(counts), sum(1 for n in counts if n)
+
+
 def test_corrupt_files_get_error_records(run: Run) -> None:
     for rel in CORRUPT:
         record = json.loads(run.outputs[f"keypoints/{rel}.json"])
@@ -127,6 +141,9 @@ def test_summary_counts_every_image_once(run: Run) -> None:
     assert (summary["images"], summary["done"], summary["failed"]) == (8, 6, 2)
     assert sorted(f["key"] for f in summary["failures"]) == sorted(INPUT + rel for rel in CORRUPT)
     assert summary["timings"]["transform_seconds"] > 0 and summary["timings"]["images_per_second"] > 0
+    persons, with_persons = persons_written(run)
+    assert persons > with_persons > 0  # bus and zidane hold several persons; the gradient none
+    assert (summary["persons"], summary["images_with_persons"]) == (persons, with_persons)
 
 
 def test_one_sns_notification_with_the_status(run: Run, transform_stack: TransformStack) -> None:
@@ -135,6 +152,8 @@ def test_one_sns_notification_with_the_status(run: Run, transform_stack: Transfo
     assert envelopes[0]["Subject"].endswith(": Completed")
     message = envelopes[0]["Message"]
     assert "8 in total, 6 done, 2 failed" in message
+    persons, with_persons = persons_written(run)
+    assert f"Persons: {persons} found, in {with_persons} image(s)." in message
     assert f"s3://{transform_stack.bucket}/e2e/output-{run.mode}/" in message
 
 

@@ -11,11 +11,21 @@ import pytest
 
 from batch import transport_envelope
 from batch.local.moto_server import MotoServer
-from batch.transform.finalize import finalize, finalize_pages, split_lines
+from batch.transform.finalize import Finalizer, finalize, finalize_pages, outcome_uri, split_lines
 from batch.transform.plan import PAGE_SIZE, JobPlan, Refusal, Shard
+from batch.transform.progress import format_report
 
 JOB = {"TransformJobStatus": "Completed", "TransformStartTime": 1000.0, "TransformEndTime": 1004.0}
 RESULT = {"model": "m", "image": {"width": 2, "height": 2}, "persons": []}
+PERSON = {"score": 0.9, "box": [0, 0, 1, 1], "keypoints": [[0.5, 0.5, 0.9]]}
+
+
+def with_persons(n: int) -> dict[str, Any]:
+    return {**RESULT, "persons": [PERSON] * n}
+
+
+def named(record: dict[str, Any], uri: str) -> dict[str, Any]:
+    return {**record, "source": uri}
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +45,8 @@ def put_out(s3: Any, plan: JobPlan, rel: str, body: bytes) -> None:
     s3.put_object(Bucket=uri.bucket, Key=uri.key, Body=body)
 
 
-def envelope(jpeg: bytes | None) -> bytes:
-    return transport_envelope.encode(json.dumps(RESULT).encode(), jpeg)
+def envelope(jpeg: bytes | None, record: dict[str, Any] = RESULT) -> bytes:
+    return transport_envelope.encode(json.dumps(record).encode(), jpeg)
 
 
 def saved(s3: Any, plan: JobPlan) -> JobPlan:
@@ -50,11 +60,11 @@ def test_images_mode_splits_results_and_records_every_kind_of_failure(s3: Any) -
     )
     plan.refused = [Refusal("huge.png", "payload_too_large", "use manifest mode")]
     saved(s3, plan)
-    put_out(s3, plan, "ok.jpg", envelope(b"\xff\xd8J"))
+    put_out(s3, plan, "ok.jpg", envelope(b"\xff\xd8J", with_persons(2)))
     put_out(s3, plan, "bad.jpg", b'{"error": {"code": "invalid_image", "message": "not an image"}}')
     put_out(s3, plan, "junk.jpg", b"<html>")
     summary = finalize(s3, plan, {**JOB, "TransformJobStatus": "Failed", "FailureReason": "lost.jpg failed"})
-    assert read(s3, "o1/keypoints/ok.jpg.json") == RESULT
+    assert read(s3, "o1/keypoints/ok.jpg.json") == named(with_persons(2), "s3://bucket/in/ok.jpg")
     assert s3.get_object(Bucket="bucket", Key="o1/annotated/ok.jpg")["Body"].read() == b"\xff\xd8J"
     codes = {f["key"]: f["error"]["code"] for f in summary["failures"]}
     assert codes == {
@@ -66,6 +76,7 @@ def test_images_mode_splits_results_and_records_every_kind_of_failure(s3: Any) -
     assert read(s3, "o1/keypoints/lost.jpg.json")["error"]["message"].endswith("lost.jpg failed)")
     assert read(s3, "o1/keypoints/huge.png.json")["error"]["message"] == "use manifest mode"
     assert (summary["images"], summary["done"], summary["failed"]) == (5, 1, 4)
+    assert (summary["persons"], summary["images_with_persons"]) == (2, 1)
     assert summary["timings"]["images_per_second"] == 1.25
 
 
@@ -78,7 +89,8 @@ def test_a_large_annotated_image_is_streamed_in_parts(s3: Any) -> None:
     summary = finalize(s3, plan, JOB)
     assert summary["failed"] == 0
     assert s3.get_object(Bucket="bucket", Key="o4/annotated/big.jpg")["Body"].read() == jpeg
-    assert read(s3, "o4/keypoints/big.jpg.json") == read(s3, "o4/keypoints/plain.jpg.json") == RESULT
+    for rel in ("big.jpg", "plain.jpg"):
+        assert read(s3, f"o4/keypoints/{rel}.json") == named(RESULT, f"s3://bucket/in/{rel}")
 
 
 def test_an_over_long_key_is_a_summary_entry_and_the_others_still_finish(s3: Any) -> None:
@@ -89,7 +101,7 @@ def test_an_over_long_key_is_a_summary_entry_and_the_others_still_finish(s3: Any
     assert (summary["done"], summary["failed"]) == (1, 1)
     assert summary["failures"][0]["key"] == "in/" + long_rel
     assert summary["failures"][0]["error"]["code"] == "key_too_long"
-    assert read(s3, "o5/keypoints/ok.jpg.json") == RESULT
+    assert read(s3, "o5/keypoints/ok.jpg.json") == named(RESULT, "s3://bucket/in/ok.jpg")
 
 
 def test_finalising_twice_is_a_no_op(s3: Any) -> None:
@@ -103,6 +115,8 @@ def test_finalising_twice_is_a_no_op(s3: Any) -> None:
 def test_pages_are_done_until_the_deadline_then_continued(s3: Any) -> None:
     keys = [f"{i:04d}.jpg" for i in range(2 * PAGE_SIZE + 1)]
     plan = saved(s3, JobPlan("paged", "images", "s3://bucket/in/", "s3://bucket/o6/", keys=keys))
+    for n, rel in enumerate((keys[0], keys[PAGE_SIZE], keys[-1]), start=1):  # one image posed on each page
+        put_out(s3, plan, rel, envelope(None, with_persons(n)))
     assert plan.page_count == 3
     loaded = JobPlan.load(s3, plan.plan_uri)
     assert (loaded.page_count, loaded.image_count, loaded.keys) == (3, len(keys), [])
@@ -111,7 +125,8 @@ def test_pages_are_done_until_the_deadline_then_continued(s3: Any) -> None:
     assert finalize_pages(s3, loaded, JOB, start=1, deadline=0.0) == 2
     assert finalize_pages(s3, loaded, JOB, start=2, deadline=0.0) is None
     summary = finalize(s3, loaded, JOB)  # folds the pages' outcomes (the pages are not redone)
-    assert (summary["images"], summary["failed"]) == (len(keys), len(keys))
+    assert (summary["images"], summary["failed"]) == (len(keys), len(keys) - 3)
+    assert (summary["persons"], summary["images_with_persons"]) == (1 + 2 + 3, 3)  # summed over the pages
 
 
 def test_manifest_mode_reads_lines_and_records_missing_ones(s3: Any) -> None:
@@ -126,7 +141,7 @@ def test_manifest_mode_reads_lines_and_records_missing_ones(s3: Any) -> None:
     )
     saved(s3, plan)
     lines = [
-        {"image": "s3://bucket/in/a.jpg", "status": "ok", "result": RESULT},
+        {"image": "s3://bucket/in/a.jpg", "status": "ok", "result": with_persons(3)},
         {"image": f"s3://bucket/in/{odd}", "status": "error", "error": {"code": "s3_error", "message": "gone"}},
     ]
     body = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode()
@@ -135,6 +150,33 @@ def test_manifest_mode_reads_lines_and_records_missing_ones(s3: Any) -> None:
     codes = {f["key"]: f["error"]["code"] for f in summary["failures"]}
     assert codes == {f"in/{odd}": "s3_error", "in/c.jpg": "missing_result", "in/d.jpg": "no_transform_output"}
     assert read(s3, f"o3/keypoints/{odd}.json") == {"error": {"code": "s3_error", "message": "gone"}}
+    assert (summary["persons"], summary["images_with_persons"]) == (3, 1)
+
+
+def test_a_page_finalised_before_persons_were_counted_gives_no_total(s3: Any) -> None:
+    plan = saved(s3, JobPlan("old", "images", "s3://bucket/in/", "s3://bucket/o7/", keys=["ok.jpg"]))
+    put_out(s3, plan, "ok.jpg", envelope(None, with_persons(1)))
+    assert finalize(s3, plan, JOB)["persons"] == 1
+    page = outcome_uri(plan, "Completed", 0)
+    outcome = read(s3, page.key)
+    del outcome["persons"], outcome["images_with_persons"]
+    s3.put_object(Bucket=page.bucket, Key=page.key, Body=json.dumps(outcome).encode())
+    summary = Finalizer(s3, plan, JOB).summarize()
+    assert (summary["persons"], summary["images_with_persons"]) == (None, None)  # not a total missing pages
+
+
+@pytest.mark.parametrize(
+    ("counts", "line"),
+    [
+        ({"persons": 7, "images_with_persons": 2}, "persons:  7 found, in 2 image(s)"),
+        ({}, None),  # a summary written before persons were counted: no line rather than a false 0
+        ({"persons": None, "images_with_persons": None}, None),
+    ],
+)
+def test_the_report_shows_the_person_total(counts: dict[str, int], line: str | None) -> None:
+    summary = {"images": 3, "done": 2, "failed": 1, "output": "s3://bucket/o/", "failures": [], **counts}
+    report = format_report({"TransformJobName": "j", "TransformJobStatus": "Completed"}, summary).split("\n")
+    assert [x for x in report if x.startswith("persons:")] == ([line] if line else [])
 
 
 @pytest.mark.parametrize(
