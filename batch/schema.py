@@ -60,6 +60,11 @@ class PoseResult(BaseModel):
     skeleton: list[tuple[int, int]] = Field(description="Pairs of keypoint indices to connect.")
     persons: list[Person]
     thresholds: Thresholds
+    frames: int | None = Field(
+        None,
+        description="How many frames or pictures the input holds, when more than one (animated GIF/WebP, "
+        "MPO, HEIF sequences): only the first (primary) one was posed. Absent for single-frame images.",
+    )
     annotated_jpeg_base64: str | None = Field(
         None,
         description="The annotated JPEG, base64; only when the container runs with POSE_EMBED_ANNOTATED=true "
