@@ -50,7 +50,7 @@ Image.init()  # register every plugin now, so `formats=` below can name them
 register_heif_opener(thumbnails=False)  # no embedded thumbnails decoded or kept: the primary image only
 
 # JPEG covers multi-picture (MPO) files: Pillow's JPEG opener answers an MPO image for them.
-_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "GIF", "AVIF", "HEIF")
+_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "AVIF", "HEIF")
 _FORMAT_NAMES = "JPEG, MPO, PNG, WebP, BMP, TIFF, GIF, AVIF, HEIC/HEIF"
 _DCT_SCALES = (8, 4, 2)  # libjpeg's reductions that Pillow's draft() offers, largest first
 _ROTATED = (5, 6, 7, 8)  # EXIF orientations that swap width and height

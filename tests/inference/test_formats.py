@@ -50,18 +50,50 @@ def frames(image: Image.Image) -> list[Image.Image]:
     return [image, image.rotate(15), image.resize((image.width // 2, image.height // 2)).resize(image.size)]
 
 
-# name, extension/content type, builder, expected frame count, stored the other way round (EXIF 6)
+def heic(image: Image.Image) -> bytes:
+    return encode(image, "HEIF", quality=90)
+
+
+def heic_rotated(image: Image.Image) -> bytes:
+    return encode(image, "HEIF", quality=90, exif=rotated_exif())
+
+
+def heif_sequence(image: Image.Image) -> bytes:
+    return encode(image, "HEIF", quality=90, save_all=True, append_images=frames(image)[1:])
+
+
+def avif(image: Image.Image) -> bytes:
+    return encode(image, "AVIF", quality=90)
+
+
+def avif_rotated(image: Image.Image) -> bytes:
+    return encode(image, "AVIF", quality=90, exif=rotated_exif())
+
+
+def mpo(image: Image.Image) -> bytes:
+    return encode(image, "MPO", quality=95, save_all=True, append_images=frames(image)[1:2])
+
+
+def gif_animated(image: Image.Image) -> bytes:
+    return encode(image, "GIF", save_all=True, append_images=frames(image)[1:], duration=100)
+
+
+def webp_animated(image: Image.Image) -> bytes:
+    return encode(image, "WEBP", quality=90, save_all=True, append_images=frames(image)[1:], duration=100)
+
+
+# name, content type, builder, expected frame count, stored the other way round (EXIF orientation 6)
 Builder = Callable[[Image.Image], bytes]
 FORMATS: list[tuple[str, str, Builder, int, bool]] = [
-    ("heic", "image/heic", lambda im: encode(im, "HEIF", quality=90), 1, False),
-    ("heic-rotated", "image/heic", lambda im: encode(im, "HEIF", quality=90, exif=rotated_exif()), 1, True),
-    ("heif-sequence", "image/heif", lambda im: encode(im, "HEIF", save_all=True, append_images=frames(im)[1:]), 3, False),
-    ("avif", "image/avif", lambda im: encode(im, "AVIF", quality=90), 1, False),
-    ("avif-rotated", "image/avif", lambda im: encode(im, "AVIF", quality=90, exif=rotated_exif()), 1, True),
-    ("mpo", "image/mpo", lambda im: encode(im, "MPO", save_all=True, append_images=frames(im)[1:2], quality=95), 2, False),
-    ("gif-animated", "image/gif", lambda im: encode(im, "GIF", save_all=True, append_images=frames(im)[1:], duration=100), 3, False),
-    ("webp-animated", "image/webp", lambda im: encode(im, "WEBP", save_all=True, append_images=frames(im)[1:], duration=100, quality=90), 3, False),
-]  # fmt: skip
+    ("heic", "image/heic", heic, 1, False),
+    ("heic-rotated", "image/heic", heic_rotated, 1, True),
+    ("heif-sequence", "image/heif", heif_sequence, 3, False),
+    ("avif", "image/avif", avif, 1, False),
+    ("avif-rotated", "image/avif", avif_rotated, 1, True),
+    ("mpo", "image/mpo", mpo, 2, False),
+    ("gif-animated", "image/gif", gif_animated, 3, False),
+    ("webp-animated", "image/webp", webp_animated, 3, False),
+]
 IDS = [f[0] for f in FORMATS]
 
 
