@@ -52,6 +52,7 @@ register_heif_opener(thumbnails=False)  # no embedded thumbnails decoded or kept
 # JPEG covers multi-picture (MPO) files: Pillow's JPEG opener answers an MPO image for them.
 _FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "AVIF", "HEIF")
 _FORMAT_NAMES = "JPEG, MPO, PNG, WebP, BMP, TIFF, GIF, AVIF, HEIC/HEIF"
+_BUDGET_WEIGHT = {"AVIF": 1.25, "HEIF": 1.25}  # AV1/HEVC decoders: YUV planes and their own RGB buffer
 _DCT_SCALES = (8, 4, 2)  # libjpeg's reductions that Pillow's draft() offers, largest first
 _ROTATED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 
@@ -83,7 +84,11 @@ class Source:
         return next((s for s in _DCT_SCALES if -(-longer // s) >= min_side), 1)
 
     def pixels_at(self, scale: int) -> int:
-        return -(-self.width // scale) * -(-self.height // scale)
+        """What decoding at `scale` costs in the pixel budget: its pixels, weighted for codecs whose
+        decoders hold their own planes besides Pillow's (AVIF measured 12.2 bytes per pixel at peak for a
+        12 MP photo, HEIC 9.9, PNG 10.0; the budget's bound assumes at most 12, README "Photos and memory")."""
+        pixels = -(-self.width // scale) * -(-self.height // scale)
+        return int(pixels * _BUDGET_WEIGHT.get(self.format, 1.0))
 
 
 @dataclass(frozen=True)

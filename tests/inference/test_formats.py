@@ -212,3 +212,40 @@ def test_a_heic_annotated_image_and_one_over_the_pixel_limit(limited_server: str
     assert refused.status_code == 413
     assert refused.json()["error"]["code"] == "image_too_large"
     assert "limit" in refused.json()["error"]["message"]
+
+
+# --- memory: what a decode costs against what it reserves ---------------------------------------------
+
+MEASURE = """
+import resource, sys
+from PIL import Image
+from batch.inference.decode import decode, open_image
+from tests.builders import encode
+fmt, path = sys.argv[1], sys.argv[2]
+decode(open_image(encode(Image.new("RGB", (64, 48), (90, 120, 30)), fmt), max_pixels=10**8))  # codec loaded
+data = open(path, "rb").read()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+source = open_image(data, max_pixels=10**8)
+reserved = source.pixels_at(1)
+decode(source)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024 / reserved)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("fmt", "size"), [("AVIF", (4032, 3024)), ("HEIF", (2016, 1512))])
+def test_decoding_stays_within_the_budgets_bytes_per_reserved_pixel(
+    fmt: str, size: tuple[int, int], tmp_path: Path
+) -> None:
+    """The pixel budget's bound (README: 12 bytes per reserved pixel) holds for AV1 and HEVC decoders,
+    which keep their own planes: measured as the peak RSS of a fresh process decoding one photo."""
+    import subprocess
+    import sys
+
+    noise = np.random.default_rng(0).integers(-8, 8, (size[1], size[0], 3), dtype=np.int16)
+    photo = np.asarray(coco_photo().resize(size, Image.Resampling.BICUBIC), dtype=np.int16) + noise
+    path = tmp_path / "photo"
+    path.write_bytes(encode(Image.fromarray(np.clip(photo, 0, 255).astype(np.uint8)), fmt, quality=80))
+    out = subprocess.run([sys.executable, "-c", MEASURE, fmt, str(path)], capture_output=True, text=True, check=True)
+    per_pixel = float(out.stdout.strip().splitlines()[-1])
+    assert per_pixel <= 12.0, f"{fmt}: {per_pixel:.1f} bytes of peak RSS per reserved pixel"
