@@ -22,13 +22,15 @@ from batch.async_inference.outcome_notifications import OutcomeNotifications
 from batch.async_inference.trigger import endpoint_output_root, invocation_request
 from batch.content_types import image_type_for
 from batch.errors import KeyTooLong
-from batch.orchestration_settings import TriggerConfig
+from batch.orchestration_settings import DEFAULT_INPUT_PREFIX, TriggerConfig
 from batch.output_layout import as_prefix
 from batch.s3_uri import S3Uri
 from batch.schema import ErrorDetail, ErrorRecord, PoseResult
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+NOT_AN_IMAGE = "not_an_image"
+OnOutcome = Callable[["Outcome"], None]
 
 
 @dataclass(frozen=True)
@@ -55,10 +57,19 @@ class Outcome:
     def ok(self) -> bool:
         return self.result is not None
 
+    @property
+    def status(self) -> str:
+        """ok | error | skipped (not an image) | queued (submitted, not waited for)."""
+        if self.result is not None:
+            return "ok"
+        if self.error is None:
+            return "queued"
+        return "skipped" if self.error.code == NOT_AN_IMAGE else "error"
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "input": self.input_uri,
-            "status": "ok" if self.ok else "error",
+            "status": self.status,
             "inference_id": self.inference_id,
             "keypoints": self.keypoints_uri if self.ok else None,
             "annotated": self.annotated_uri if self.ok else None,
@@ -82,16 +93,27 @@ class AsyncPoseClient:
         self._limit = asyncio.Semaphore(concurrency)
         self._notifications = OutcomeNotifications(endpoint_name, self._clients)
 
+    @property
+    def output_root(self) -> str | None:
+        """The output root, once known (given, or read from the endpoint when submitting)."""
+        return self._output_uri
+
     # --- submitting ------------------------------------------------------------------------------
     async def submit(self, uri: str, *, input_root: str | None = None) -> list[Submission | Outcome]:
         """One image, or every image under a prefix (a URI ending in '/' or naming no object)."""
         target = S3Uri.parse(uri, allow_empty_key=True)
         keys = await self._keys(target)
-        root = input_root or (f"s3://{target.bucket}/{target.prefix}" if keys != [target.key] else _parent(target))
-        layout = AsyncLayout.create(root, await self._output_root())
-        return list(await asyncio.gather(*(self._submit_one(layout, target.bucket, key) for key in keys)))
+        layout = AsyncLayout.create(input_root or default_input_root(target), await self._output_root())
+        skipped: list[Submission | Outcome] = [
+            _failed(f"s3://{target.bucket}/{key}", None, NOT_AN_IMAGE, "not an image file (by its extension): skipped")
+            for key in keys
+            if not image_type_for(key)
+        ]
+        images = [key for key in keys if image_type_for(key)]
+        return skipped + list(await asyncio.gather(*(self._submit_one(layout, target.bucket, key) for key in images)))
 
     async def _keys(self, target: S3Uri) -> list[str]:
+        """The object itself, or every object under the prefix (images and others: others are reported)."""
         s3 = self._clients["s3"]
         if target.key and not target.key.endswith("/"):
             try:
@@ -101,7 +123,7 @@ class AsyncPoseClient:
                 log.debug("%s is not an object; listing it as a prefix", target)
         pages = s3.get_paginator("list_objects_v2").paginate(Bucket=target.bucket, Prefix=as_prefix(target.key))
         objects = await self._call(lambda: [o["Key"] for page in pages for o in page.get("Contents", [])])
-        return [key for key in objects if image_type_for(key)]
+        return [key for key in objects if not key.endswith("/")]  # "folder" markers are not files
 
     async def _submit_one(self, layout: AsyncLayout, bucket: str, key: str) -> Submission | Outcome:
         placement = layout.place(bucket, key)
@@ -127,10 +149,13 @@ class AsyncPoseClient:
         )
 
     # --- waiting -------------------------------------------------------------------------------
-    async def wait(self, submissions: list[Submission], *, timeout_s: float = 900.0) -> list[Outcome]:
-        """Every submission's outcome; those still unfinished at the deadline are `timeout` errors."""
+    async def wait(
+        self, submissions: list[Submission], *, timeout_s: float = 900.0, on_outcome: OnOutcome | None = None
+    ) -> list[Outcome]:
+        """Every submission's outcome, each also given to `on_outcome` as it arrives (so an interrupted wait
+        keeps what finished); those still unfinished at the deadline are `timeout` errors."""
         pending = {s.inference_id: s for s in submissions}
-        outcomes: dict[str, Outcome] = {}
+        outcomes = _Outcomes(on_outcome)
         deadline = time.monotonic() + timeout_s
         next_s3_check = 0.0
         while pending and time.monotonic() < deadline:
@@ -144,25 +169,43 @@ class AsyncPoseClient:
                     if found is not None:
                         outcomes[pending.pop(submission.inference_id).inference_id] = found
                 next_s3_check = time.monotonic() + (10.0 if self._notifications.listening else 1.0)
-        for submission in pending.values():
+        for submission in list(pending.values()):
             outcomes[submission.inference_id] = _failed(
                 submission.placement.input_uri, submission.inference_id, "timeout", f"no outcome in {timeout_s:.0f}s"
             )
         return [outcomes[s.inference_id] for s in submissions]
 
     async def run(
-        self, uri: str, *, wait: bool, timeout_s: float = 900.0, input_root: str | None = None
+        self,
+        uri: str,
+        *,
+        wait: bool,
+        timeout_s: float = 900.0,
+        input_root: str | None = None,
+        on_submitted: Callable[[list[Submission | Outcome]], None] | None = None,
+        on_outcome: OnOutcome | None = None,
     ) -> list[Outcome]:
-        """Submit, and with `wait` listen for the outcomes (subscribed before submitting, so none is missed)."""
+        """Submit, and with `wait` listen for the outcomes (subscribed before submitting, so none is missed).
+        `on_submitted` sees what was submitted; `on_outcome` every outcome as it is known (queued ones
+        without `wait`)."""
         if wait:
             await self._call(self._notifications.subscribe)
         try:
             submitted = await self.submit(uri, input_root=input_root)
+            if on_submitted is not None:
+                on_submitted(submitted)
             done = [s for s in submitted if isinstance(s, Outcome)]
             accepted = [s for s in submitted if isinstance(s, Submission)]
+            for outcome in done:
+                if on_outcome is not None:
+                    on_outcome(outcome)
             if not wait:
-                return done + [Outcome(s.placement.input_uri, s.inference_id) for s in accepted]
-            return done + await self.wait(accepted, timeout_s=timeout_s)
+                queued = [Outcome(s.placement.input_uri, s.inference_id) for s in accepted]
+                for outcome in queued:
+                    if on_outcome is not None:
+                        on_outcome(outcome)
+                return done + queued
+            return done + await self.wait(accepted, timeout_s=timeout_s, on_outcome=on_outcome)
         finally:
             await self._call(self._notifications.unsubscribe)
 
@@ -249,8 +292,26 @@ def _failed(input_uri: str, request_id: str | None, code: str, message: str) -> 
     return Outcome(input_uri, request_id, None, ErrorDetail(code=code, message=message))
 
 
-def _parent(uri: S3Uri) -> str:
-    return f"s3://{uri.bucket}/{uri.key.rpartition('/')[0]}"
+class _Outcomes(dict[str, Outcome]):
+    """Outcomes by inference id; each one stored is also passed on at once."""
+
+    def __init__(self, on_outcome: OnOutcome | None) -> None:
+        super().__init__()
+        self._on_outcome = on_outcome
+
+    def __setitem__(self, key: str, value: Outcome) -> None:
+        super().__setitem__(key, value)
+        if self._on_outcome is not None:
+            self._on_outcome(value)
+
+
+def default_input_root(target: S3Uri) -> str:
+    """The prefix whose layout outputs mirror, by the S3 trigger's rule: the trigger's input prefix when the
+    target is under it (`input/site-a/x.jpg` -> `keypoints/site-a/x.jpg.json`, as an S3 event gives), else
+    the bucket root (the whole key is kept). Never the submitted prefix itself: two prefixes holding `x.jpg`
+    must not write the same output."""
+    prefix = DEFAULT_INPUT_PREFIX
+    return f"s3://{target.bucket}/{prefix if target.key.startswith(prefix) else ''}"
 
 
 def _header_text(value: str) -> str:

@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from batch.output_layout import as_prefix
 
 DEFAULT_REGION = "us-east-1"
+DEFAULT_INPUT_PREFIX = "input/"  # the S3 trigger's input prefix unless configured
 
 # S3 trigger (Lambda configuration)
 ENDPOINT_NAME = "POSEBATCH_ENDPOINT_NAME"
@@ -21,6 +23,11 @@ INPUT_PREFIX = "POSEBATCH_INPUT_PREFIX"
 OUTPUT_URI = "POSEBATCH_OUTPUT_URI"
 INVOCATION_TIMEOUT_S = "POSEBATCH_INVOCATION_TIMEOUT_S"
 REQUEST_TTL_S = "POSEBATCH_REQUEST_TTL_S"
+# The trigger queue's maxReceiveCount: on the last receive a failed submission writes the error record.
+MAX_RECEIVE_COUNT = "POSEBATCH_MAX_RECEIVE_COUNT"
+# Async error handler (Lambda on the endpoint's error topic): bounded retries with backoff.
+RETRY_ATTEMPTS = "POSEBATCH_RETRY_ATTEMPTS"
+RETRY_BACKOFF_S = "POSEBATCH_RETRY_BACKOFF_S"
 # Transform completion (Lambda configuration)
 TRANSFORM_TOPIC_ARN = "POSEBATCH_TRANSFORM_TOPIC_ARN"
 # CLI defaults for launching jobs and deploying the endpoint. One name per concept; the names
@@ -29,6 +36,8 @@ IMAGE_URI = "POSEBATCH_IMAGE_URI"
 ROLE_ARN = "POSEBATCH_ROLE_ARN"
 MODEL_DATA = "POSEBATCH_MODEL_DATA"
 DEPRECATED_ALIASES = {IMAGE_URI: "POSE_IMAGE_URI", ROLE_ARN: "POSE_SAGEMAKER_ROLE"}
+# The local stack's folder (state file, model, logs), the same from every working directory.
+LOCAL_HOME = "POSEBATCH_LOCAL_HOME"
 
 
 def _environ(environ: Mapping[str, str] | None) -> Mapping[str, str]:
@@ -63,10 +72,11 @@ class TriggerConfig:
     """The S3 trigger: which endpoint, which inputs, where outputs go."""
 
     endpoint_name: str
-    input_prefix: str = "input/"
+    input_prefix: str = DEFAULT_INPUT_PREFIX
     output_uri: str | None = None
     invocation_timeout_s: int | None = None
     request_ttl_s: int | None = None
+    max_receive_count: int | None = None  # None: not behind a queue with a dead-letter queue
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TriggerConfig:
@@ -76,10 +86,35 @@ class TriggerConfig:
             raise RuntimeError(f"{ENDPOINT_NAME} is not set")
         return cls(
             endpoint_name=endpoint,
-            input_prefix=as_prefix(env.get(INPUT_PREFIX, "input/")),
+            input_prefix=as_prefix(env.get(INPUT_PREFIX, DEFAULT_INPUT_PREFIX)),
             output_uri=env.get(OUTPUT_URI) or None,
             invocation_timeout_s=_optional_int(env.get(INVOCATION_TIMEOUT_S)),
             request_ttl_s=_optional_int(env.get(REQUEST_TTL_S)),
+            max_receive_count=_optional_int(env.get(MAX_RECEIVE_COUNT)),
+        )
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often the async error handler re-invokes a failed inference, and how long it waits first
+    (`backoff_s`, doubled each attempt, at most `max_backoff_s`)."""
+
+    attempts: int = 3
+    backoff_s: float = 5.0
+    max_backoff_s: float = 60.0
+
+    def delay_s(self, retry: int) -> float:
+        """The wait before retry number `retry` (1-based)."""
+        return float(min(self.max_backoff_s, self.backoff_s * 2 ** (retry - 1)))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> RetryPolicy:
+        env = _environ(environ)
+        attempts = _optional_int(env.get(RETRY_ATTEMPTS))
+        backoff = env.get(RETRY_BACKOFF_S, "").strip()
+        return cls(
+            attempts=cls.attempts if attempts is None else max(0, attempts),
+            backoff_s=float(backoff) if backoff else cls.backoff_s,
         )
 
 
@@ -100,3 +135,13 @@ class DeploymentDefaults:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> DeploymentDefaults:
         env = _environ(environ)
         return cls(_get(env, IMAGE_URI), _get(env, ROLE_ARN), _get(env, MODEL_DATA))
+
+
+def local_stack_home(environ: Mapping[str, str] | None = None) -> Path:
+    """Where `pose-batch local up` keeps its state and `--local` commands look for it: $POSEBATCH_LOCAL_HOME,
+    else $XDG_STATE_HOME/posebatch, else ~/.local/state/posebatch (per user, absolute)."""
+    env = _environ(environ)
+    if env.get(LOCAL_HOME, "").strip():
+        return Path(env[LOCAL_HOME].strip()).expanduser().resolve()
+    state_root = env.get("XDG_STATE_HOME", "").strip() or str(Path(env.get("HOME") or Path.home()) / ".local/state")
+    return Path(state_root).expanduser().resolve() / "posebatch"

@@ -2,7 +2,10 @@
 inference (trigger, client): one input key `<rel>` under an input prefix gives
 
     <output root>/keypoints/<rel>.json   result or error record
-    <output root>/annotated/<rel>        annotated JPEG
+    <output root>/annotated/<rel>        annotated JPEG, when <rel> names a JPEG (.jpg, .jpeg)
+    <output root>/annotated/<rel>.jpg    annotated JPEG of any other input (x.png -> x.png.jpg), so that
+                                         JPEG bytes never carry another format's extension and x.png
+                                         never collides with x.jpg
 
 Standard library only: the Lambda handlers import it.
 """
@@ -12,6 +15,8 @@ from __future__ import annotations
 KEYPOINTS_FOLDER = "keypoints"
 ANNOTATED_FOLDER = "annotated"
 RESULT_SUFFIX = ".json"
+ANNOTATED_SUFFIX = ".jpg"
+_JPEG_EXTENSIONS = (".jpg", ".jpeg")
 
 
 def keypoints_key(rel: str) -> str:
@@ -20,8 +25,10 @@ def keypoints_key(rel: str) -> str:
 
 
 def annotated_key(rel: str) -> str:
-    """The annotated JPEG's key relative to the output root."""
-    return f"{ANNOTATED_FOLDER}/{rel}"
+    """The annotated JPEG's key relative to the output root (the one rule every flow follows)."""
+    if rel.lower().endswith(_JPEG_EXTENSIONS):
+        return f"{ANNOTATED_FOLDER}/{rel}"
+    return f"{ANNOTATED_FOLDER}/{rel}{ANNOTATED_SUFFIX}"
 
 
 def as_prefix(prefix: str) -> str:

@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Keypoint = tuple[float, float, float]
+# Bumped when a record changes shape; readers can tell which fields to expect. 2: `source`, `schema_version`.
+SCHEMA_VERSION = 2
 
 
 class Person(BaseModel):
@@ -41,6 +43,8 @@ class PoseResult(BaseModel):
         json_schema_extra={
             "examples": [
                 {
+                    "schema_version": SCHEMA_VERSION,
+                    "source": "s3://bucket/input/site-a/x.jpg",
                     "model": "yolo11n-pose.pt",
                     "image": {"width": 810, "height": 1080},
                     "keypoint_names": ["nose", "left_eye", "..."],
@@ -54,6 +58,12 @@ class PoseResult(BaseModel):
         }
     )
 
+    schema_version: int = Field(SCHEMA_VERSION, description="The version of this record's shape.")
+    source: str | None = Field(
+        None,
+        description="The image this result is for: its s3:// URI, or its path relative to the inputs "
+        "(`pose-batch predict`); absent where the request carried only the image's bytes.",
+    )
     model: str = Field(description="The checkpoint that produced this result.")
     image: ImageSize
     keypoint_names: list[str]

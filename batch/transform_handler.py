@@ -105,6 +105,7 @@ class InvocationHandler:
             data = await self.store.get(line.image)
             prediction = await self.engine.predict(data, options, annotate=line.annotated is not None)
             del data
+            prediction.result.source = str(line.image)  # the record names its image
             outputs = await self._write_outputs(line, prediction)
             return ManifestLineResult(image=reference, status="ok", result=prediction.result, outputs=outputs)
         except PoseError as exc:

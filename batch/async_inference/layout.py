@@ -6,6 +6,7 @@ stand-in (standard library only, so it ships in the Lambda zip without the infer
                           ->  <output root>/annotated/<rel>        annotated JPEG (the container)
     SageMaker's own objects:  <output root>/_async/responses/      the endpoint's S3OutputPath
                               <output root>/_async/failures/       the endpoint's S3FailurePath
+                              <output root>/_async/attempts/       retries under way (`retry.py`)
 
 The container writes the mirrored keys itself (custom attributes `keypoints_output`,
 `annotated_output`): InvokeEndpointAsync's `Filename` (32 chars of [A-Za-z0-9-_.], one dot) and
@@ -27,6 +28,7 @@ from batch.s3_uri import S3Uri
 ASYNC_FOLDER = "_async"
 RESPONSES_PATH = ASYNC_FOLDER + "/responses"
 FAILURES_PATH = ASYNC_FOLDER + "/failures"
+ATTEMPTS_PATH = ASYNC_FOLDER + "/attempts"  # the async error handler's retry count per inference id
 MAX_INFERENCE_ID = 64  # InvokeEndpointAsync's limit
 MAX_CUSTOM_ATTRIBUTES = 1024  # ASCII characters
 
@@ -100,6 +102,10 @@ class AsyncLayout:
     @property
     def s3_failure_path(self) -> str:
         return self.output_root + FAILURES_PATH
+
+    def attempts_key(self, request_id: str) -> str:
+        """Where the async error handler counts the retries of one inference (`retry.py`)."""
+        return f"{self.output_prefix}{ATTEMPTS_PATH}/{request_id}.json"
 
     def is_output_key(self, bucket: str, key: str) -> bool:
         """Outputs, SageMaker's `_async/` objects included, must never trigger inference (no loops)."""

@@ -108,6 +108,20 @@ def _from_eventbridge(event: dict[str, Any]) -> ObjectCreated | None:
         return None
 
 
+def receive_counts(event: Any) -> dict[str, int]:
+    """SQS message id -> ApproximateReceiveCount (how often the queue delivered it, this time included)."""
+    if not is_sqs_event(event):
+        return {}
+    counts: dict[str, int] = {}
+    for record in event["Records"]:
+        if isinstance(record, dict) and isinstance(record.get("messageId"), str):
+            try:
+                counts[record["messageId"]] = int((record.get("attributes") or {}).get("ApproximateReceiveCount", 0))
+            except (TypeError, ValueError):
+                counts[record["messageId"]] = 0
+    return counts
+
+
 def is_sqs_event(event: Any) -> bool:
     records = event.get("Records") if isinstance(event, dict) else None
     return isinstance(records, list) and bool(records) and _is_sqs(records[0])

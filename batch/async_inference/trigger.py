@@ -10,26 +10,28 @@ Outputs are named by the container (custom attributes `keypoints_output`, `annot
 output URIs exceed CustomAttributes' 1024 characters can never succeed: it is not retried (no
 `batchItemFailures` entry, no raise); the handler logs an error and writes the error record
 `{"error": {"code": "key_too_long", ...}}` at the mirrored keypoints key itself, so the image still
-ends with a record. Configuration: `batch.orchestration_settings.TriggerConfig`.
+ends with a record. A submission that fails (throttling, the endpoint gone) is reported in
+`batchItemFailures` and retried by SQS; on the queue's last delivery (`max_receive_count`) the image's
+`submission_failed` record is written before the message goes to the dead-letter queue
+(`pose-batch dlq`). Messages the invocation has no time left for are reported failed, not attempted
+(`lambda_clients`). Configuration: `batch.orchestration_settings.TriggerConfig`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
+from batch.async_inference.lambda_clients import has_time_for_a_call
 from batch.async_inference.layout import AsyncLayout, Placement, inference_id, output_root_of
-from batch.async_inference.s3_notifications import ObjectCreated, is_sqs_event, object_events
+from batch.async_inference.records import write_error_record
+from batch.async_inference.s3_notifications import ObjectCreated, is_sqs_event, object_events, receive_counts
 from batch.errors import KeyTooLong
 from batch.orchestration_settings import OUTPUT_URI, TriggerConfig
-from batch.s3_uri import S3Uri
 
 log = logging.getLogger(__name__)
 log.setLevel(logging.INFO)
-
-_MAX_S3_KEY_BYTES = 1024
 
 
 class S3Trigger:
@@ -46,15 +48,20 @@ class S3Trigger:
         submitted: set[str] = set()
         rejected: set[str] = set()
         failed: set[str | None] = set()
-        found = object_events(event)
-        for message_id, created in found:
+        receives = receive_counts(event)
+        for message_id, created in object_events(event):
             if message_id in failed:
                 continue  # the message will be redelivered whole
+            if not has_time_for_a_call(context):
+                # Time runs low: this message comes back on its own; the handled ones are not re-sent.
+                failed.add(message_id)
+                continue
             try:
                 self._submit(created, submitted, rejected)
-            except Exception:
+            except Exception as exc:
                 log.exception("invoke_endpoint_async failed for s3://%s/%s", created.bucket, created.key)
                 failed.add(message_id)
+                self._record_if_last_receive(created, receives.get(message_id or "", 0), exc)
         if is_sqs_event(event):
             return {"batchItemFailures": [{"itemIdentifier": m} for m in sorted(f for f in failed if f)]}
         if failed:
@@ -100,16 +107,26 @@ class S3Trigger:
         placement = self.layout_for(created.bucket).place(created.bucket, created.key)
         if placement is None or self._s3 is None:
             return
-        target = S3Uri.parse(placement.keypoints_uri)
-        bucket, key = target.bucket, target.key
-        if len(key.encode("utf-8")) > _MAX_S3_KEY_BYTES:
-            log.error(
-                "no error record for s3://%s/%s: its keypoints key is too long for S3", created.bucket, created.key
-            )
+        write_error_record(self._s3, placement.keypoints_uri, exc.code, exc.message)
+
+    def _record_if_last_receive(self, created: ObjectCreated, receive_count: int, exc: Exception) -> None:
+        """On the queue's last delivery the message goes to the dead-letter queue next: the image gets
+        its error record now (a later re-drive that succeeds overwrites it with the result)."""
+        limit = self.config.max_receive_count
+        if not limit or receive_count < limit or self._s3 is None:
             return
-        self._s3.put_object(
-            Bucket=bucket, Key=key, Body=json.dumps(exc.to_dict()).encode("utf-8"), ContentType="application/json"
+        placement = self.layout_for(created.bucket).place(created.bucket, created.key)
+        if placement is None:
+            return
+        message = (
+            f"{placement.input_uri} could not be submitted to endpoint {self.config.endpoint_name} in "
+            f"{receive_count} attempts (last: {type(exc).__name__}: {str(exc)[:300]}); its event is in the "
+            f"trigger's dead-letter queue: `pose-batch dlq redrive` re-submits it once the cause is fixed."
         )
+        try:
+            write_error_record(self._s3, placement.keypoints_uri, "submission_failed", message)
+        except Exception:
+            log.exception("could not write the error record of %s", placement.input_uri)
 
     def _output_root(self) -> str:
         if self._output_uri is None:

@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
             mode=args.mode,
             instance_type="ml.m5.xlarge",
         )
-        code, _ = execute(options, wait=True, clients=stack.client, poll_s=1.0, summary_wait_s=120.0)
+        code, _ = execute(options, wait=True, clients=stack.client, poll_s=1.0, summary_wait_s=120.0, outlives_us=False)
         notification = receive_notification(stack.client("sqs"), queue_url, timeout_s=60.0)
         if notification is None:
             print("no SNS notification arrived within 60 s")

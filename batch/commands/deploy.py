@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from batch.commands.common import add_local_arguments, local_home
 from batch.orchestration_settings import DeploymentDefaults
 
 if TYPE_CHECKING:
@@ -47,8 +47,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--max-concurrent", type=int, default=4, help="MaxConcurrentInvocationsPerInstance")
     parser.add_argument("--max-instances", type=int, default=2, help="autoscaling maximum")
     parser.add_argument("--no-autoscaling", action="store_true", help="skip the scale-to-zero policies")
-    parser.add_argument("--local", action="store_true", help="deploy on the running `pose-batch local up` stack")
-    parser.add_argument("--home", default=".posebatch", help="the local stack's state folder")
+    add_local_arguments(parser, what="deploy on")
     parser.set_defaults(func=run)
 
 
@@ -103,8 +102,8 @@ def _use_local_stack(args: argparse.Namespace) -> Clients:
     from batch.local.async_deployment import LOCAL_IMAGE, LOCAL_ROLE
     from batch.local.state import read_section, stack_clients
 
-    clients = stack_clients(Path(args.home))
-    args.model_data = args.model_data or read_section(Path(args.home), "model").get("model_data")
+    clients = stack_clients(local_home(args))
+    args.model_data = args.model_data or read_section(local_home(args), "model").get("model_data")
     args.image, args.role, args.instance_type = LOCAL_IMAGE, LOCAL_ROLE, "local"
     sns = clients("sns")
     args.success_topic = args.success_topic or sns.create_topic(Name=f"{args.endpoint}-success")["TopicArn"]

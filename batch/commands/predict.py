@@ -1,78 +1,137 @@
-"""`pose-batch predict IMAGE_OR_DIR ... --out DIR`: pose local files through the same engine the server
-uses, writing `<name>.json` and the annotated `<name>` JPEG for each. Bad files get `<name>.error.json`."""
+"""Pose local image files or folders with the same engine the server uses (no server, no AWS), writing the
+layout every flow writes, below --out:
+
+  keypoints/<rel>.json   the result, or the image's error record
+  annotated/<rel>        the annotated JPEG (annotated/<rel>.jpg when the input is not a JPEG)
+  _REPORT.html           counts, plots, failures, thumbnails (--no-report: not)
+
+<rel> keeps each image's path below the folder given (or below the inputs' common folder), so a/x.jpg and
+b/x.jpg never overwrite each other. Files in folders that are not images get a "skipped" line.
+
+  pose-batch predict photos/ --out poses/ --model yolo11n-pose.pt"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import os
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from batch.content_types import image_type_for
+from batch.commands.common import EXIT_FAILED, UserError
+from batch.content_types import IMAGE_EXTENSIONS, image_type_for
+
+MAX_IN_FLIGHT = 8  # images read and decoded at once: memory stays bounded on any folder size
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("predict", help="pose local image files (no server, no AWS)")
+    parser = subparsers.add_parser(
+        "predict",
+        help="pose local image files (no server, no AWS)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("inputs", nargs="+", type=Path, help="image files or folders")
-    parser.add_argument("--out", type=Path, default=Path("pose-output"), help="output folder")
+    parser.add_argument("--out", type=Path, default=Path("pose-output"), help="output folder (default: pose-output)")
     parser.add_argument("--model", help="pose checkpoint or Ultralytics model name (instead of $POSE_MODEL)")
     parser.add_argument("--no-report", dest="report", action="store_false", help="skip writing _REPORT.html")
     parser.set_defaults(func=run)
 
 
-def collect_images(inputs: list[Path]) -> list[Path]:
-    found: list[Path] = []
+@dataclass(frozen=True)
+class Found:
+    images: list[tuple[Path, str]]  # (file, its relative path in the output layout)
+    skipped: list[Path]  # files in the folders given that are not images
+
+
+def collect_images(inputs: list[Path]) -> Found:
+    """Every image under the inputs with its relative path below their common folder; `UserError` for an
+    input that does not exist."""
+    missing = [str(p) for p in inputs if not p.exists()]
+    if missing:
+        raise UserError(f"no such file or folder: {', '.join(missing)}")
+    bases = [p.resolve() if p.is_dir() else p.resolve().parent for p in inputs]
+    base = Path(os.path.commonpath(bases))
+    images: list[tuple[Path, str]] = []
+    skipped: list[Path] = []
     for item in inputs:
-        if item.is_dir():
-            found.extend(sorted(p for p in item.rglob("*") if image_type_for(p.name)))
-        else:
-            found.append(item)
-    return found
+        files = sorted(p for p in item.rglob("*") if p.is_file()) if item.is_dir() else [item]
+        for path in files:
+            if item.is_dir() and not image_type_for(path.name):
+                skipped.append(path)
+            else:
+                images.append((path, path.resolve().relative_to(base).as_posix()))
+    return Found(images, skipped)
 
 
 def run(args: argparse.Namespace) -> int:
-    from batch.errors import PoseError, error_record
-    from batch.inference.engine import PoseEngine
     from batch.settings import Settings
 
+    found = collect_images(args.inputs)
+    for path in found.skipped:
+        print(f"{path}: skipped (not an image file)")
+    if not found.images:
+        raise UserError(
+            f"no images found in {', '.join(map(str, args.inputs))} "
+            f"(looked for {', '.join('.' + e for e in sorted(IMAGE_EXTENSIONS))} files, in subfolders too)"
+        )
     settings = Settings.from_env()
     if args.model:
         settings = settings.updated(pose_model=args.model)
-    engine = PoseEngine.load(settings)
-    images = collect_images(args.inputs)
-    args.out.mkdir(parents=True, exist_ok=True)
-
-    async def pose_one(path: Path) -> bool:
-        try:
-            prediction = await engine.predict(path.read_bytes(), annotate=True)
-        except (PoseError, OSError) as exc:
-            message = exc.message if isinstance(exc, PoseError) else str(exc)
-            code = exc.code if isinstance(exc, PoseError) else "unreadable_file"
-            error = error_record(code, message)
-            (args.out / f"{path.name}.error.json").write_text(json.dumps(error, indent=2))
-            print(f"{path}: ERROR {message}")
-            return False
-        (args.out / f"{path.name}.json").write_text(prediction.result.model_dump_json(indent=2, exclude_none=True))
-        if prediction.annotated is not None:
-            (args.out / path.name).with_suffix(".jpg").write_bytes(prediction.annotated)
-        print(f"{path}: {len(prediction.result.persons)} person(s)")
-        return True
-
-    async def pose_all() -> list[bool]:
-        try:
-            return await asyncio.gather(*(pose_one(p) for p in images))
-        finally:
-            await engine.close()
-
-    outcomes = asyncio.run(pose_all())
-    print(f"{sum(outcomes)} posed, {len(outcomes) - sum(outcomes)} failed; outputs in {args.out.resolve()}")
+    outcomes = asyncio.run(_pose_all(settings, found.images, args.out))
+    failed = len(outcomes) - sum(outcomes)
+    print(
+        f"{sum(outcomes)} posed, {failed} failed, {len(found.skipped)} skipped; outputs in {args.out.resolve()}"
+        f" (keypoints/, annotated/)"
+    )
     if args.report:
-        from batch.report import build_report
+        _write_report(args.out, dict((rel, path) for path, rel in found.images))
+    return EXIT_FAILED if failed else 0
 
-        by_name = {p.name: p for p in images}  # failure thumbnails come from the inputs
-        try:
-            print(f"report: {build_report(str(args.out), inputs=lambda rel: by_name[rel].read_bytes()).location}")
-        except (OSError, ValueError) as exc:  # the results are written; a report that fails must not hide them
-            print(f"report not written: {exc}")
-    return 0 if all(outcomes) else 1
+
+async def _pose_all(settings: Any, images: list[tuple[Path, str]], out: Path) -> list[bool]:
+    from batch.errors import PoseError, error_record
+    from batch.inference.engine import PoseEngine
+    from batch.output_layout import annotated_key, keypoints_key
+
+    engine = PoseEngine.load(settings)
+    limit = asyncio.Semaphore(MAX_IN_FLIGHT)
+
+    def write(rel_key: str, data: bytes) -> None:
+        target = out / rel_key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+
+    async def pose_one(path: Path, rel: str) -> bool:
+        async with limit:
+            try:
+                prediction = await engine.predict(path.read_bytes(), annotate=True)
+            except (PoseError, OSError) as exc:
+                message = exc.message if isinstance(exc, PoseError) else f"cannot read the file: {exc}"
+                code = exc.code if isinstance(exc, PoseError) else "unreadable_file"
+                write(keypoints_key(rel), json.dumps(error_record(code, message), indent=2).encode())
+                print(f"{path}: ERROR {code}: {message}")
+                return False
+            result = prediction.result.model_copy(update={"source": rel})
+            write(keypoints_key(rel), result.model_dump_json(indent=2, exclude_none=True).encode())
+            if prediction.annotated is not None:
+                write(annotated_key(rel), prediction.annotated)
+            print(f"{path}: {len(result.persons)} person(s)")
+            return True
+
+    try:
+        return list(await asyncio.gather(*(pose_one(path, rel) for path, rel in images)))
+    finally:
+        await engine.close()
+
+
+def _write_report(out: Path, by_rel: dict[str, Path]) -> None:
+    from batch.report import build_report
+
+    try:  # failure thumbnails come from the inputs
+        print(f"report: {build_report(str(out), inputs=lambda rel: by_rel[rel].read_bytes()).location}")
+    except Exception as exc:  # the results are written; a report that fails must not hide them
+        print(f"report not written: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -1,4 +1,7 @@
-"""`pose-batch schema [--write]`: print (or write to schemas/) the JSON Schema of the records."""
+"""Print the JSON Schemas of the records PoseBatch writes (the keypoint result, the error record, the
+manifest response line) as one JSON object keyed by schema file name, or write them to schemas/ (--write).
+
+  pose-batch schema | jq '."pose_result.schema.json"'"""
 
 from __future__ import annotations
 
@@ -21,18 +24,22 @@ def schemas() -> dict[str, dict[str, Any]]:
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("schema", help="print or write the JSON Schemas of the result records")
+    parser = subparsers.add_parser(
+        "schema",
+        help="print or write the JSON Schemas of the result records",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--write", action="store_true", help=f"write them to {SCHEMA_DIR}")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.write:
+        print(json.dumps(schemas(), indent=2))
+        return 0
+    SCHEMA_DIR.mkdir(exist_ok=True)
     for name, schema in schemas().items():
-        text = json.dumps(schema, indent=2) + "\n"
-        if args.write:
-            SCHEMA_DIR.mkdir(exist_ok=True)
-            (SCHEMA_DIR / name).write_text(text)
-            print(f"wrote {SCHEMA_DIR / name}")
-        else:
-            print(f"# {name}\n{text}")
+        (SCHEMA_DIR / name).write_text(json.dumps(schema, indent=2) + "\n")
+        print(f"wrote {SCHEMA_DIR / name}")
     return 0

@@ -1,59 +1,127 @@
-"""`pose-batch submit s3://bucket/input/[key] [--wait]`: asynchronous inference of one image or every
-image under a prefix, on AWS or (`--local`) on the running `pose-batch local up` stack. With `--wait`,
-one JSON line per image (result location or error) on stdout; exit 1 if any image failed."""
+"""Asynchronous inference of one S3 image or every image under a prefix, on AWS or (--local) on the running
+`pose-batch local up` stack. One JSON line per file on stdout: "queued" (without --wait), then "ok" or
+"error" with --wait; non-image files get a "skipped" line. With --wait a progress bar runs on stderr and
+Ctrl-C keeps the lines already printed: the endpoint goes on with the rest, writing to the same outputs.
+
+Outputs mirror the input key below the trigger's input prefix (`input/site-a/x.jpg` ->
+`keypoints/site-a/x.jpg.json`), as an S3 upload would; elsewhere the whole key is kept (--input-root
+changes this). Exit 1 if any image failed."""
 
 from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+import sys
 from typing import TYPE_CHECKING, Any
 
+from batch.commands.common import EXIT_FAILED, EXIT_INTERRUPTED, UserError, add_local_arguments, local_home
+
 if TYPE_CHECKING:
+    from batch.async_client import Outcome, Submission
     from batch.aws import Clients
 
 DEFAULT_ENDPOINT = "posebatch-async"
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("submit", help="asynchronous inference of S3 images", description=__doc__)
+    parser = subparsers.add_parser(
+        "submit",
+        help="asynchronous inference of S3 images",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("uri", help="s3://bucket/key of an image, or s3://bucket/prefix/ for all images under it")
     parser.add_argument("--endpoint", help=f"async endpoint name (default: the local one, or {DEFAULT_ENDPOINT})")
     parser.add_argument("--output", help="output root s3://bucket/prefix/ (default: from the endpoint's S3OutputPath)")
-    parser.add_argument(
-        "--input-root", help="the prefix whose layout outputs mirror (default: the submitted prefix or folder)"
-    )
-    parser.add_argument("--wait", action="store_true", help="wait for every outcome and print them")
+    parser.add_argument("--input-root", help="the prefix whose layout outputs mirror (default: see above)")
+    parser.add_argument("--wait", action="store_true", help="wait for every outcome, with a progress bar")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait with --wait")
     parser.add_argument("--concurrency", type=int, default=16, help="AWS calls in flight at once")
-    parser.add_argument("--local", action="store_true", help="use the running `pose-batch local up` stack")
-    parser.add_argument("--home", default=".posebatch", help="the local stack's state folder")
+    add_local_arguments(parser, what="submit to")
     parser.set_defaults(func=run)
+
+
+class _Printer:
+    """Prints each outcome the moment it is known (so Ctrl-C loses nothing finished) and moves the bar."""
+
+    def __init__(self, wait: bool) -> None:
+        self.wait = wait
+        self.outcomes: list[Outcome] = []
+        self.accepted = 0
+        self.bar: Any = None
+
+    def submitted(self, submitted: list[Submission | Outcome]) -> None:
+        from batch.async_client import Submission
+
+        self.accepted = sum(isinstance(s, Submission) for s in submitted)
+        if self.wait and self.accepted:
+            from tqdm import tqdm
+
+            # smoothing=0: one honest rate, images finished / time since submitting.
+            self.bar = tqdm(total=self.accepted, unit="img", desc="waiting", smoothing=0, file=sys.stderr)
+
+    def outcome(self, outcome: Outcome) -> None:
+        self.outcomes.append(outcome)
+        line = json.dumps(outcome.as_dict(), ensure_ascii=False)
+        if self.bar is not None:
+            self.bar.write(line, file=sys.stdout)
+            if outcome.inference_id is not None and outcome.status != "queued":
+                self.bar.update(1)
+        else:
+            print(line, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def run(args: argparse.Namespace) -> int:
     from batch import aws
     from batch.async_client import AsyncPoseClient, run_sync
-    from batch.errors import error_record
 
     endpoint, input_root = args.endpoint, args.input_root
     clients: Clients = aws.client
     if args.local:
         from batch.local.state import read_section, stack_clients
 
-        clients = stack_clients(Path(args.home))
-        state = read_section(Path(args.home), "async")
+        clients = stack_clients(local_home(args))
+        state = read_section(local_home(args), "async")
+        if not state:
+            raise UserError("the local stack runs without an async endpoint: restart it without --no-async")
         endpoint = endpoint or state.get("endpoint_name")
         if input_root is None and args.uri.startswith(state.get("input_uri", "\0")):
             input_root = state["input_uri"]  # mirror outputs exactly as the S3 trigger does
     client = AsyncPoseClient(
         endpoint or DEFAULT_ENDPOINT, output_uri=args.output, concurrency=args.concurrency, clients=clients
     )
-    outcomes = run_sync(client.run(args.uri, wait=args.wait, timeout_s=args.timeout, input_root=input_root))
-    for outcome in outcomes:
-        print(json.dumps(outcome.as_dict(), ensure_ascii=False))
-    failed = [o for o in outcomes if o.error is not None]
+    printer = _Printer(args.wait)
+    try:
+        run_sync(
+            client.run(
+                args.uri,
+                wait=args.wait,
+                timeout_s=args.timeout,
+                input_root=input_root,
+                on_submitted=printer.submitted,
+                on_outcome=printer.outcome,
+            )
+        )
+    except KeyboardInterrupt:
+        printer.close()
+        finished = sum(o.inference_id is not None for o in printer.outcomes)
+        left = max(printer.accepted - finished, 0)
+        print(
+            f"\nstopped waiting: {finished} outcome(s) printed above; {left} image(s) are still being processed "
+            f"by endpoint {client.endpoint_name}: their results will appear under "
+            f"{client.output_root or 'its output root'}keypoints/",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    printer.close()
+    outcomes = printer.outcomes
     if not outcomes:
-        print(json.dumps(error_record("no_images", f"no images at {args.uri}")))
-        return 1
-    return 1 if failed else 0
+        raise UserError(f"no files at {args.uri}: check the bucket and prefix (a prefix ends with '/')")
+    if not any(o.status != "skipped" for o in outcomes):
+        print(f"pose-batch submit: no images at {args.uri} (only other files, listed above)", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_FAILED if any(o.status == "error" for o in outcomes) else 0

@@ -1,25 +1,30 @@
-"""`pose-batch transform s3://BUCKET/in/ --output s3://BUCKET/out/`: launch a Batch Transform job over an
-S3 prefix, on AWS or (`--local`) on the running embedded stack, optionally wait and print its summary."""
+"""Launch a SageMaker Batch Transform job over every image under an S3 prefix, on AWS or (--local) on the
+running `pose-batch local up` stack. With --wait: a progress bar, then the job's summary and _REPORT.html.
+Ctrl-C stops only the waiting: the job keeps running; `pose-batch transform --attach JOB` follows it again.
+
+  pose-batch transform s3://BUCKET/in/ --output s3://BUCKET/out/ --wait
+  pose-batch transform --local s3://posebatch-local/input/ --output s3://posebatch-local/output/ --wait"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from batch.commands.common import EXIT_INTERRUPTED, EXIT_USAGE, UserError, add_local_arguments, local_home
 from batch.orchestration_settings import DeploymentDefaults
 
 if TYPE_CHECKING:
     from batch.aws import Clients
     from batch.transform.launcher import LaunchOptions
 
-DEFAULT_HOME = ".posebatch"
-
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "transform", help="launch a batch transform job over an S3 prefix", description=__doc__
+        "transform",
+        help="launch a batch transform job over an S3 prefix",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_arguments(parser)
     parser.set_defaults(func=run)
@@ -27,17 +32,23 @@ def register(subparsers: Any) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = DeploymentDefaults.from_env()
-    parser.add_argument("input", help="s3://BUCKET/input/prefix/ holding the images")
-    parser.add_argument("--output", required=True, help="s3://BUCKET/output/prefix/ for keypoints/, annotated/")
+    parser.add_argument("input", nargs="?", help="s3://BUCKET/input/prefix/ holding the images")
+    parser.add_argument("--output", help="s3://BUCKET/output/prefix/ for keypoints/, annotated/ (required)")
+    parser.add_argument("--attach", metavar="JOB", help="follow a job launched earlier (instead of launching one)")
     parser.add_argument(
         "--mode",
         choices=("images", "manifest"),
         default="images",
         help="images: one request per image; manifest: JSON Lines shards of S3 references",
     )
-    parser.add_argument("--local", action="store_true", help="use the running `pose-batch local up` stack")
-    parser.add_argument("--home", default=DEFAULT_HOME, help="the local stack's state folder")
+    add_local_arguments(parser, what="run the job on")
     parser.add_argument("--wait", action="store_true", help="wait with a progress bar and print a summary")
+    parser.add_argument(
+        "--report",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with --wait: write _REPORT.html beside _SUMMARY.json at the end (default: on)",
+    )
     parser.add_argument("--image-uri", default=defaults.image_uri, help="the serving image (ECR URI)")
     parser.add_argument("--model-data", default=defaults.model_data, help="s3://.../model.tar.gz")
     parser.add_argument("--role-arn", default=defaults.role_arn, help="SageMaker execution role")
@@ -73,7 +84,7 @@ def options_from_args(args: argparse.Namespace) -> LaunchOptions:
     if args.local:
         from batch.local.state import read_section
 
-        model = read_section(Path(args.home), "model")
+        model = read_section(local_home(args), "model")
         image_uri = image_uri or model.get("image_uri") or LOCAL_IMAGE_URI
         model_data = model_data or model.get("model_data")
         role_arn = role_arn or LOCAL_ROLE_ARN
@@ -121,7 +132,7 @@ def clients_for(args: argparse.Namespace) -> Clients:
     if args.local:
         from batch.local.state import stack_clients
 
-        return stack_clients(Path(args.home))
+        return stack_clients(local_home(args))
     return aws.client
 
 
@@ -133,40 +144,129 @@ def execute(
     poll_s: float = 5.0,
     summary_wait_s: float = 60.0,
     show_progress: bool = True,
+    local: bool = False,
+    report: bool = False,
+    outlives_us: bool = True,
 ) -> tuple[int, dict[str, Any] | None]:
-    """Launch, and with `wait` follow to the end; returns (exit code, summary). Shared by the demo."""
+    """Launch, and with `wait` follow to the end; returns (exit code, summary). Shared by the demo, whose
+    in-process stack dies with it (`outlives_us=False`: Ctrl-C is a plain interrupt, no re-attach hint)."""
     from batch import aws
     from batch.transform.launcher import launch
-    from batch.transform.progress import format_report, settle_summary, wait_for_job
 
     clients = clients or aws.client
+    plan = launch(options, s3=clients("s3"), sagemaker=clients("sagemaker"))
+    try:  # from here on the job runs: an interrupt must say so
+        print(f"launched transform job {plan.job_name} over {len(plan.keys)} images ({plan.mode} mode)", flush=True)
+        if not wait:
+            print(f"follow it with: {attach_hint(plan.job_name, local=local)}")
+            return 0, None
+        return follow(
+            plan,
+            clients=clients,
+            poll_s=poll_s,
+            summary_wait_s=summary_wait_s,
+            show_progress=show_progress,
+            local=local,
+            report=report,
+            outlives_us=outlives_us,
+        )
+    except KeyboardInterrupt:
+        if not outlives_us:
+            raise
+        return detached(plan.job_name, local=local), None
+
+
+def attach_hint(job_name: str, *, local: bool) -> str:
+    return f"pose-batch transform --attach {job_name}" + (" --local" if local else "")
+
+
+def follow(
+    plan: Any,
+    *,
+    clients: Clients,
+    poll_s: float,
+    summary_wait_s: float,
+    show_progress: bool = True,
+    local: bool = False,
+    report: bool = False,
+    outlives_us: bool = True,
+) -> tuple[int, dict[str, Any] | None]:
+    """Wait for the job with a progress bar, then print its summary (and write the report). Ctrl-C leaves
+    the job running and says how to come back to it."""
     s3, sagemaker = clients("s3"), clients("sagemaker")
-    plan = launch(options, s3=s3, sagemaker=sagemaker)
-    print(f"launched transform job {plan.job_name} over {len(plan.keys)} images ({plan.mode} mode)")
-    if not wait:
-        print(f"follow it with: aws sagemaker describe-transform-job --transform-job-name {plan.job_name}")
-        return 0, None
-    job = wait_for_job(sagemaker, s3, plan, poll_s=poll_s, show_progress=show_progress)
-    summary = settle_summary(s3, plan, job, wait_s=summary_wait_s)
+    try:
+        from batch.transform.progress import format_report, settle_summary, wait_for_job
+
+        job = wait_for_job(sagemaker, s3, plan, poll_s=poll_s, show_progress=show_progress)
+        summary = settle_summary(s3, plan, job, wait_s=summary_wait_s)
+    except KeyboardInterrupt:
+        if not outlives_us:
+            raise
+        return detached(plan.job_name, local=local), None
     print(format_report(job, summary))
+    if report:
+        write_report(summary, s3)
     return (0 if job["TransformJobStatus"] == "Completed" else 1), summary
 
 
+def detached(job_name: str, *, local: bool) -> int:
+    """What Ctrl-C while following a job says: the job goes on, and how to come back to it."""
+    where = "in the `pose-batch local up` process" if local else "on SageMaker"
+    flag = " --local" if local else ""
+    print(
+        f"\nstopped waiting; transform job {job_name} keeps running {where}.\n"
+        f"  follow it again: {attach_hint(job_name, local=local)}\n"
+        f"  its state:       pose-batch status {job_name}{flag}",
+        file=sys.stderr,
+    )
+    return EXIT_INTERRUPTED
+
+
+def write_report(summary: dict[str, Any], s3: Any) -> None:
+    """`_REPORT.html` beside `_SUMMARY.json`; a report that fails is said, never raised (the results stand)."""
+    from batch.report import build_report
+
+    try:
+        print(f"report:   {build_report(str(summary['output']), s3=s3).location}")
+    except Exception as exc:
+        print(f"report not written: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import ClientError
 
     from batch.transform.launcher import LaunchError
 
+    poll_s = args.poll_seconds or (1.0 if args.local else 10.0)
+    clients = clients_for(args)
+    if args.attach:
+        from batch.transform.progress import load_plan
+
+        try:
+            plan = load_plan(clients("sagemaker"), clients("s3"), args.attach)
+        except ClientError as exc:
+            raise UserError(f"no transform job {args.attach} here: {exc.response['Error'].get('Message')}") from None
+        except ValueError as exc:  # not one of ours: no plan to follow
+            raise UserError(str(exc)) from None
+        code, _ = follow(
+            plan, clients=clients, poll_s=poll_s, summary_wait_s=args.summary_wait_s, local=args.local,
+            report=args.report,
+        )  # fmt: skip
+        return code
+    if not args.input or not args.output:
+        print("pose-batch transform: error: give the input prefix and --output (or --attach JOB)", file=sys.stderr)
+        return EXIT_USAGE
     try:
         options = options_from_args(args)
-        poll_s = args.poll_seconds or (1.0 if args.local else 10.0)
         code, _ = execute(
-            options, wait=args.wait, clients=clients_for(args), poll_s=poll_s, summary_wait_s=args.summary_wait_s
+            options,
+            wait=args.wait,
+            clients=clients,
+            poll_s=poll_s,
+            summary_wait_s=args.summary_wait_s,
+            local=args.local,
+            report=args.report,
         )
     except LaunchError as exc:
-        print(f"pose-batch transform: {exc}", file=sys.stderr)
-        return 2
-    except (ClientError, BotoCoreError) as exc:
-        print(f"pose-batch transform: AWS call failed: {exc}", file=sys.stderr)
-        return 2
+        raise UserError(str(exc)) from None
     return code

@@ -1,18 +1,26 @@
 """The default asynchronous endpoint of the local stack, deployed with the same boto3 code as on AWS,
-and its S3-event path: bucket notification (input prefix) -> SQS -> `batch.async_inference.trigger` (the Lambda's
-own code, run by the stack's SQS poller). Dropping a file into the local bucket is then enough.
+and its event paths, as the template wires them on AWS:
+
+- bucket notification (input prefix) -> SQS (dead-letter queue after `max_receive_count` deliveries)
+  -> `batch.async_inference.trigger` (the S3-trigger Lambda's code, run by the stack's SQS poller);
+- the endpoint's error topic -> SQS -> `batch.async_inference.retry` (the async error Lambda's code):
+  bounded retries with backoff, then the error record.
+
+Dropping a file into the local bucket is then enough.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from batch.async_inference.layout import AsyncLayout
+from batch.async_inference.retry import AsyncErrorHandler
 from batch.async_inference.trigger import build_handler
 from batch.deploy.async_endpoint import AsyncEndpointSpec, configure_autoscaling, deploy
 from batch.local.state import write_state
-from batch.orchestration_settings import TriggerConfig
+from batch.orchestration_settings import RetryPolicy, TriggerConfig
 
 if TYPE_CHECKING:
     from batch.local.stack import EmbeddedStack
@@ -30,7 +38,8 @@ class LocalAsyncDeployment:
     layout: AsyncLayout
     success_topic_arn: str
     error_topic_arn: str
-    events_queue_arn: str | None
+    events_queue_url: str | None
+    dead_letter_url: str | None
 
     def as_dict(self) -> dict[str, Any]:
         """For the stack's state file, so `--local` commands in other processes find it."""
@@ -40,6 +49,8 @@ class LocalAsyncDeployment:
             "output_uri": self.layout.output_root,
             "success_topic_arn": self.success_topic_arn,
             "error_topic_arn": self.error_topic_arn,
+            "events_queue_url": self.events_queue_url or "",
+            "dead_letter_url": self.dead_letter_url or "",
         }
 
 
@@ -55,6 +66,10 @@ def deploy_local_endpoint(
     environment: dict[str, str] | None = None,
     wire_events: bool = True,
     startup_timeout_s: float = 600.0,
+    retry: RetryPolicy | None = None,
+    invocation_timeout_s: int | None = None,
+    max_receive_count: int = 5,
+    write_state_file: bool = True,
 ) -> LocalAsyncDeployment:
     layout = AsyncLayout.create(f"s3://{stack.bucket}/{input_prefix}", f"s3://{stack.bucket}/{output_prefix}")
     sns = stack.client("sns")
@@ -76,17 +91,54 @@ def deploy_local_endpoint(
     deploy(spec, stack.client("sagemaker"), wait_s=startup_timeout_s)
     # moto records scalable targets, policies and alarms, so the AWS calls are exercised too.
     configure_autoscaling(spec, stack.client("application-autoscaling"), stack.client("cloudwatch"))
-    queue_arn = wire_s3_events(stack, endpoint_name, layout) if wire_events else None
-    deployment = LocalAsyncDeployment(endpoint_name, layout, success, error, queue_arn)
-    write_state(stack.home, **{"async": deployment.as_dict()})
+    config = TriggerConfig(
+        endpoint_name=endpoint_name,
+        input_prefix=layout.input_prefix,
+        output_uri=layout.output_root,
+        invocation_timeout_s=invocation_timeout_s,
+        max_receive_count=max_receive_count,
+    )
+    queues: tuple[str | None, str | None] = (None, None)
+    if wire_events:
+        queues = wire_s3_events(stack, config, layout)
+        wire_error_handler(stack, config, retry or RetryPolicy(), error)
+    deployment = LocalAsyncDeployment(endpoint_name, layout, success, error, *queues)
+    if write_state_file:
+        write_state(stack.home, **{"async": deployment.as_dict()})
     return deployment
 
 
-def wire_s3_events(stack: EmbeddedStack, endpoint_name: str, layout: AsyncLayout) -> str:
-    """Bucket notification on the input prefix -> SQS -> the S3-trigger handler; returns the queue ARN."""
-    config = TriggerConfig(endpoint_name=endpoint_name, input_prefix=layout.input_prefix, output_uri=layout.output_root)
+def wire_error_handler(stack: EmbeddedStack, config: TriggerConfig, policy: RetryPolicy, topic_arn: str) -> str:
+    """Error topic -> SQS (raw delivery) -> the async error handler; returns the queue ARN."""
+    handler = AsyncErrorHandler(config, policy, stack.client("sagemaker-runtime"), stack.client("s3"))
+    # Longer than the handler's longest backoff wait, so a message is not re-delivered while it sleeps.
+    visibility = str(int(policy.max_backoff_s) + 120)
+    queue_arn = stack.add_sqs_lambda(
+        f"{config.endpoint_name}-async-errors", handler, attributes={"VisibilityTimeout": visibility}
+    )
+    stack.client("sns").subscribe(
+        TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"}
+    )
+    return queue_arn
+
+
+def wire_s3_events(stack: EmbeddedStack, config: TriggerConfig, layout: AsyncLayout) -> tuple[str, str]:
+    """Bucket notification on the input prefix -> SQS (with its dead-letter queue) -> the S3-trigger
+    handler; returns the queue's and the dead-letter queue's URLs."""
+    endpoint_name = config.endpoint_name
+    sqs = stack.client("sqs")
+    dead_letter_url = sqs.create_queue(QueueName=f"{endpoint_name}-s3-events-dlq")["QueueUrl"]
+    dead_letter_arn = sqs.get_queue_attributes(QueueUrl=dead_letter_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    redrive = {"deadLetterTargetArn": dead_letter_arn, "maxReceiveCount": str(config.max_receive_count or 5)}
     handler = build_handler(config, stack.client("sagemaker-runtime"), stack.client("sagemaker"), stack.client("s3"))
-    queue_arn = stack.add_sqs_lambda(f"{endpoint_name}-s3-events", handler)
+    queue_arn = stack.add_sqs_lambda(
+        f"{endpoint_name}-s3-events",
+        handler,
+        attributes={"VisibilityTimeout": "30", "RedrivePolicy": json.dumps(redrive)},
+    )
+    queue_url = sqs.get_queue_url(QueueName=f"{endpoint_name}-s3-events")["QueueUrl"]
     s3 = stack.client("s3")
     current = s3.get_bucket_notification_configuration(Bucket=layout.input_bucket)
     current.pop("ResponseMetadata", None)
@@ -104,4 +156,4 @@ def wire_s3_events(stack: EmbeddedStack, endpoint_name: str, layout: AsyncLayout
     s3.put_bucket_notification_configuration(
         Bucket=layout.input_bucket, NotificationConfiguration={**current, "QueueConfigurations": queues}
     )
-    return queue_arn
+    return str(queue_url), str(dead_letter_url)

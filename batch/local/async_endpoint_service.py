@@ -4,7 +4,9 @@ Control plane (AWS JSON 1.1): Create/Describe/Delete EndpointConfig, Create/Desc
 Endpoint. Creating an endpoint downloads and unpacks the model artifact and starts one real serving
 container per instance, in the background (`Creating` -> `InService` or `Failed`, as on AWS).
 Runtime (REST-JSON): `POST /endpoints/{name}/async-invocations`, answered 202 with the inference id
-and the output/failure locations; the work itself runs in `async_worker.AsyncRunner`. As on AWS, the
+and the output/failure locations; the work itself runs in `async_worker.AsyncRunner`, whose instances
+are health-checked, replaced and scaled (UpdateEndpointWeightsAndCapacities, 0 included) by
+`instance_supervisor.InstanceSupervisor` (docs/async-faults.md says what is and is not emulated). As on AWS, the
 response object is `<S3OutputPath>/<inference id>.out` and the failure object
 `<S3FailurePath>/<inference id>-error.out` (PoseBatch never sends `Filename` or
 `S3OutputPathExtension`, so the stand-in does not emulate them).
@@ -64,6 +66,7 @@ class AsyncEndpoints:
             "DescribeEndpoint": self._describe_endpoint,
             "DeleteEndpoint": self._delete_endpoint,
             "ListEndpoints": self._list_endpoints,
+            "UpdateEndpointWeightsAndCapacities": self._update_capacities,
         }
         for name, operation in operations.items():
             self._api.register(name, operation)
@@ -161,7 +164,9 @@ class AsyncEndpoints:
         endpoint = self._endpoint(str(request.get("EndpointName")))
         config = self._configs.get(endpoint.config_name, {})
         variant = (config.get("ProductionVariants") or [{}])[0]
-        running = sum(1 for c in endpoint.containers if c.alive())
+        runner = endpoint.runner
+        running = runner.supervisor.running_count if runner else sum(1 for c in endpoint.containers if c.alive())
+        desired = runner.supervisor.desired if runner else int(variant.get("InitialInstanceCount") or 1)
         described: dict[str, Any] = {
             "EndpointName": endpoint.name,
             "EndpointArn": arn(self._api.region, "endpoint", endpoint.name),
@@ -173,7 +178,7 @@ class AsyncEndpoints:
                 {
                     "VariantName": variant.get("VariantName", "AllTraffic"),
                     "CurrentInstanceCount": running,
-                    "DesiredInstanceCount": int(variant.get("InitialInstanceCount") or 1),
+                    "DesiredInstanceCount": desired,
                 }
             ],
         }
@@ -207,6 +212,18 @@ class AsyncEndpoints:
                 if contains in e.name and (status is None or e.status == status)
             ]
         }
+
+    def _update_capacities(self, request: dict[str, Any]) -> dict[str, Any]:
+        """What Application Auto Scaling calls on AWS; here it scales between zero and the endpoint's
+        InitialInstanceCount (more instances than that are not emulated)."""
+        endpoint = self._endpoint(str(request.get("EndpointName")))
+        if endpoint.runner is None:
+            raise validation_error(f"Endpoint {endpoint.name} is {endpoint.status}.")
+        for desired in request.get("DesiredWeightsAndCapacities") or []:
+            if "DesiredInstanceCount" in desired:
+                endpoint.runner.supervisor.scale(int(desired["DesiredInstanceCount"]))
+        endpoint.modified = time.time()
+        return {"EndpointArn": arn(self._api.region, "endpoint", endpoint.name)}
 
     def runner(self, name: str) -> AsyncRunner | None:
         """The queue and workers behind an endpoint (tests observe its concurrency)."""

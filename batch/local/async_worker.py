@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from batch.local.container import InvocationFailed, ServingContainer, invoke
+from batch.local.instance_supervisor import Instance, InstanceSupervisor
 from batch.s3_uri import S3Uri
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,10 @@ class _Failed(Exception):
         self.content_type = content_type
 
 
+class _NotDelivered(Exception):
+    """The container refused the connection: the request never reached it and goes back to the queue."""
+
+
 class AsyncRunner:
     def __init__(
         self,
@@ -83,9 +88,11 @@ class AsyncRunner:
         self._peak_in_flight = 0
         self.max_concurrent_per_instance = max_concurrent_per_instance
         self._stop = threading.Event()
+        self.instances = [Instance(i, container) for i, container in enumerate(containers)]
+        self.supervisor = InstanceSupervisor(endpoint_name, self.instances, self._queue.qsize)
         self._threads = [
-            threading.Thread(target=self._work, args=(container,), name=f"{endpoint_name}-{i}-{slot}", daemon=True)
-            for i, container in enumerate(containers)
+            threading.Thread(target=self._work, args=(instance,), name=f"{endpoint_name}-{i}-{slot}", daemon=True)
+            for i, instance in enumerate(self.instances)
             for slot in range(max_concurrent_per_instance)
         ]
         for thread in self._threads:
@@ -106,24 +113,39 @@ class AsyncRunner:
         with self._lock:
             return self._peak_in_flight
 
+    @property
+    def backlog(self) -> int:
+        """Requests accepted and not yet handed to a container."""
+        return self._queue.qsize()
+
     def stop(self) -> None:
         self._stop.set()
+        self.supervisor.stop()
         for thread in self._threads:
             thread.join(5)
 
-    def _work(self, container: ServingContainer) -> None:
+    def _work(self, instance: Instance) -> None:
         while not self._stop.is_set():
+            # Only a healthy instance takes requests: the rest wait in the queue for its replacement.
+            if not instance.healthy.wait(0.5):
+                continue
             try:
                 request = self._queue.get(timeout=0.5)
             except queue.Empty:
                 continue
+            done = True
             try:
-                self._process(container, request)
+                self._process(instance.container, request)
+            except _NotDelivered:
+                done = False
+                self.supervisor.report_unreachable(instance)
+                self._queue.put(request)  # still accepted and active: it waits for a healthy instance
             except Exception:
                 log.exception("async request %s could not be completed", request.inference_id)
             finally:
-                with self._lock:
-                    self._active.discard(request.inference_id)
+                if done:
+                    with self._lock:
+                        self._active.discard(request.inference_id)
 
     def _process(self, container: ServingContainer, request: AsyncRequest) -> None:
         try:
@@ -161,6 +183,8 @@ class AsyncRunner:
             answer = invoke(container.url, payload, headers, timeout_s=request.invocation_timeout_s)
             return answer.content_type, answer.body
         except InvocationFailed as exc:
+            if exc.kind == "unreachable" and "refused" in exc.detail.lower():
+                raise _NotDelivered(exc.detail) from None
             if exc.kind in ("client", "server"):
                 reason = (
                     f"ClientError: Received {exc.kind} error ({exc.status}) from primary with message "

@@ -7,6 +7,7 @@ process with the same environment the image would get.
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -57,6 +58,45 @@ class InvocationFailed(Exception):
     @property
     def retryable(self) -> bool:
         return self.kind != "client"
+
+
+class ContainerStartupFailed(RuntimeError):
+    """The container exited before answering /ping; `reason` is what it said last, whole."""
+
+    def __init__(self, returncode: int, reason: str, log_path: Path) -> None:
+        super().__init__(f"container exited with code {returncode} during start-up: {reason} (log: {log_path})")
+        self.returncode = returncode
+        self.reason = reason
+        self.log_path = log_path
+
+
+_LOG_LINE = re.compile(r"^(INFO|WARNING|ERROR|DEBUG|CRITICAL)\b|^\d{4}-\d\d-\d\d|^\[")
+MAX_REASON_CHARS = 800  # SageMaker's FailureReason holds 1024; leave room for the words around it
+
+
+def startup_reason(log_text: str) -> str:
+    """The meaningful end of a start-up log: the last traceback's exception lines (not its frames),
+    else the last non-empty lines; module paths dropped from the exception name
+    (`batch.errors.ModelLoadError: x` -> `ModelLoadError: x`)."""
+    lines = [line.rstrip() for line in log_text.splitlines()]
+    start = max((i for i, line in enumerate(lines) if line.startswith("Traceback (most recent call last)")), default=-1)
+    if start >= 0:
+        tail = lines[start + 1 :]
+        # Frames are indented; the exception (possibly several lines) follows the last indented line.
+        last_frame = max((i for i, line in enumerate(tail) if line.startswith(" ")), default=-1)
+        reason_lines = []
+        for line in tail[last_frame + 1 :]:
+            if _LOG_LINE.match(line):  # the server's shutdown log after the exception
+                break
+            if line.strip():
+                reason_lines.append(line)
+    else:
+        reason_lines = [line for line in lines if line.strip()][-3:]
+    reason = "\n".join(reason_lines).strip() or "no output (see the log)"
+    name, sep, rest = reason.partition(": ")
+    if sep and "." in name and " " not in name:
+        reason = f"{name.rpartition('.')[2]}: {rest}"
+    return reason if len(reason) <= MAX_REASON_CHARS else "..." + reason[-MAX_REASON_CHARS:]
 
 
 def invoke(url: str, body: bytes, headers: dict[str, str], *, timeout_s: float) -> Answer:
@@ -134,9 +174,8 @@ class ServingContainer:
         deadline = time.monotonic() + startup_timeout_s
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise RuntimeError(
-                    f"container exited with code {self._process.returncode} during start-up; "
-                    f"log: {self._log_path}: {self.log_tail()}"
+                raise ContainerStartupFailed(
+                    self._process.returncode, startup_reason(self.log_tail(200)), self._log_path
                 )
             try:
                 wait_http_ok(f"{self.url}/ping", timeout_s=min(2.0, deadline - time.monotonic()))
@@ -145,6 +184,16 @@ class ServingContainer:
                 continue
         self.stop()
         raise TimeoutError(f"container did not pass /ping within {startup_timeout_s:.0f}s; log: {self._log_path}")
+
+    def restart(self, *, startup_timeout_s: float = 240.0) -> ServingContainer:
+        """Replace this instance's process (SageMaker replaces an instance that fails its health
+        checks): the old one is killed, a new one starts on a fresh port and must pass /ping."""
+        self.kill()
+        self._process = None
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._env["SAGEMAKER_BIND_TO_PORT"] = str(self.port)
+        return self.start(startup_timeout_s=startup_timeout_s)
 
     @property
     def pid(self) -> int:

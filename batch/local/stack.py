@@ -81,10 +81,18 @@ class EmbeddedStack:
         write_state(self.home, environment=self.environment, bucket=self.bucket, pid=os.getpid())
         return self
 
-    def add_sqs_lambda(self, queue_name: str, handler: LambdaHandler, *, batch_size: int = 10) -> str:
+    def add_sqs_lambda(
+        self,
+        queue_name: str,
+        handler: LambdaHandler,
+        *,
+        batch_size: int = 10,
+        attributes: dict[str, str] | None = None,
+    ) -> str:
         """Create a queue and poll it into `handler` (Lambda's SQS event source); returns its ARN."""
         sqs = self.client("sqs")
-        queue_url = sqs.create_queue(QueueName=queue_name, Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
+        queue_attributes = {"VisibilityTimeout": "60", **(attributes or {})}
+        queue_url = sqs.create_queue(QueueName=queue_name, Attributes=queue_attributes)["QueueUrl"]
         queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         poller = SqsLambdaPoller(sqs, queue_url, queue_arn, handler, batch_size=batch_size, name=queue_name)
         self.pollers.append(poller.start())

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from batch.local.container import ServingContainer, unpack_model
+from batch.local.container import ContainerStartupFailed, ServingContainer, unpack_model
 from batch.local.sagemaker_api import SageMakerApiError, arn, not_found, validation_error
 from batch.local.transform_job_record import TransformJob, container_environment, resolve_parameters
 from batch.local.transform_runner import InputFile, Instance, InstanceWorker, spread_over_instances
@@ -112,6 +112,9 @@ class TransformJobService:
     def _run(self, job: TransformJob) -> None:
         try:
             self._execute(job)
+        except ContainerStartupFailed as exc:  # the container's own reason, whole, first
+            log.warning("transform job %s: %s", job.name, exc)
+            job.fail(f"ClientError: the container failed to start: {exc.reason} (log: {exc.log_path})"[:1024])
         except Exception as exc:
             log.exception("transform job %s failed", job.name)
             job.fail(f"ClientError: {exc}"[:1024])

@@ -24,12 +24,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
+from batch.output_layout import annotated_key
 from batch.s3_uri import S3Uri
 
 SUMMARY_NAME = "_SUMMARY.json"
 REPORT_NAME = "_REPORT.html"
 KEYPOINTS = "keypoints/"
-ANNOTATED = "annotated/"
 ERROR_SUFFIX = ".error.json"
 MAX_IMAGE_BYTES = 64 * 1024 * 1024  # a thumbnail never reads a larger object
 
@@ -80,7 +80,7 @@ class LocalSource:
                     yield path.relative_to(base).as_posix()[: -len(".json")], path.read_bytes()
 
     def annotated(self, rel: str) -> bytes | None:
-        path = self.root / ANNOTATED / rel if self.mirrored else (self.root / rel).with_suffix(".jpg")
+        path = self.root / annotated_key(rel) if self.mirrored else (self.root / rel).with_suffix(".jpg")
         return _read_file(path)
 
     def summary(self) -> dict[str, Any] | None:
@@ -113,7 +113,7 @@ class S3Source:
                         yield key[len(prefix) : -len(".json")], body
 
     def annotated(self, rel: str) -> bytes | None:
-        return self._get(self.uri.child(ANNOTATED + rel).key)
+        return self._get(self.uri.child(annotated_key(rel)).key)
 
     def summary(self) -> dict[str, Any] | None:
         return _parse_summary(self._get(self.uri.child(SUMMARY_NAME).key))

@@ -1,4 +1,4 @@
-"""The Lambda deployment zip: the two handlers and exactly the project modules they import.
+"""The Lambda deployment zip: the handlers and exactly the project modules they import.
 
 The closure is computed from the source (an AST walk of every `import` in the handlers, then in each
 project module they reach, plus the `__init__.py` of every package on the way, which Python runs on
@@ -16,7 +16,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-HANDLER_MODULES = ("events.s3_trigger", "events.transform_completion")
+HANDLER_MODULES = ("events.s3_trigger", "events.transform_completion", "events.async_error")
 PROJECT_PACKAGES = frozenset({"batch", "events"})
 # What the python3.12 Lambda runtime ships besides the standard library (boto3 and its dependencies).
 RUNTIME_PACKAGES = frozenset({"boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six"})

@@ -13,8 +13,9 @@ from typing import Any
 
 from batch.polling import poll
 from batch.s3_listing import list_objects
+from batch.s3_uri import S3Uri
 from batch.transform.finalize import existing_summary, finalize
-from batch.transform.plan import END_STATES, JobPlan
+from batch.transform.plan import END_STATES, PLAN_ENV, JobPlan
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,15 @@ def images_with_output(s3: Any, plan: JobPlan) -> int:
     return sum(len(shard.images) for shard in plan.shards if shard.rel + ".out" in names)
 
 
+def load_plan(sagemaker: Any, s3: Any, job_name: str) -> JobPlan:
+    """The plan of a job launched earlier (to re-attach to it): its location travels in the job's Environment."""
+    job = sagemaker.describe_transform_job(TransformJobName=job_name)
+    location = (job.get("Environment") or {}).get(PLAN_ENV)
+    if not location:
+        raise ValueError(f"transform job {job_name} was not launched by pose-batch (no {PLAN_ENV} in its environment)")
+    return JobPlan.load(s3, S3Uri.parse(location))
+
+
 def wait_for_job(
     sagemaker: Any,
     s3: Any,
@@ -43,7 +53,18 @@ def wait_for_job(
     from tqdm import tqdm
 
     status = "unknown"
-    with tqdm(total=len(plan.keys), unit="img", desc=plan.job_name, disable=not show_progress) as bar:
+    # One rate: images done / time since we started watching (smoothing=0 is tqdm's plain average).
+    bar_format = (
+        "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} img [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
+    )
+    with tqdm(
+        total=len(plan.keys),
+        unit="img",
+        desc=plan.job_name,
+        disable=not show_progress,
+        smoothing=0,
+        bar_format=bar_format,
+    ) as bar:
 
         def ended() -> dict[str, Any] | None:
             nonlocal status

@@ -210,10 +210,14 @@ def test_async_client_submits_a_prefix_and_waits(stack: Any) -> None:
 
     outcomes = {o.input_uri: o for o in asyncio.run(client.run(f"s3://{BUCKET}/client/", wait=True, timeout_s=180))}
 
-    assert sorted(outcomes) == [f"s3://{BUCKET}/client/{k}" for k in ("a.jpg", "broken.jpg", "deep/b.png")]
+    assert sorted(outcomes) == [
+        f"s3://{BUCKET}/client/{k}" for k in ("a.jpg", "broken.jpg", "deep/b.png", "readme.txt")
+    ]
+    assert outcomes[f"s3://{BUCKET}/client/readme.txt"].status == "skipped"  # non-images get a line
     ok = outcomes[f"s3://{BUCKET}/client/deep/b.png"]
-    assert ok.result is not None and ok.keypoints_uri == f"s3://{BUCKET}/{OUT}keypoints/deep/b.png.json"
-    assert ok.annotated_uri == f"s3://{BUCKET}/{OUT}annotated/deep/b.png"
+    # Outside the trigger's input prefix the whole key is mirrored: another prefix's b.png cannot collide.
+    assert ok.result is not None and ok.keypoints_uri == f"s3://{BUCKET}/{OUT}keypoints/client/deep/b.png.json"
+    assert ok.annotated_uri == f"s3://{BUCKET}/{OUT}annotated/client/deep/b.png.jpg"
     broken = outcomes[f"s3://{BUCKET}/client/broken.jpg"]
     assert broken.result is None and broken.error is not None and broken.error.code == "invalid_image"
 
@@ -243,7 +247,7 @@ def test_cli_submit_local_waits_for_results_and_errors(stack: Any) -> None:
     assert done.returncode == 1, done.stderr  # one image failed, one can never be submitted
     lines = {line["input"].rpartition("/")[2]: line for line in map(json.loads, done.stdout.splitlines())}
     assert lines["person.jpg"]["status"] == "ok" and lines["person.jpg"]["persons"] >= 1
-    assert lines["person.jpg"]["keypoints"] == f"s3://{BUCKET}/{OUT}keypoints/person.jpg.json"
+    assert lines["person.jpg"]["keypoints"] == f"s3://{BUCKET}/{OUT}keypoints/cli/person.jpg.json"  # folder kept
     assert lines["garbage.png"]["status"] == "error" and lines["garbage.png"]["error"]["code"] == "invalid_image"
     assert lines["ü" * 300 + ".jpg"]["error"]["code"] == KeyTooLong.code
 
@@ -272,3 +276,46 @@ def test_cli_deploy_local_keeps_the_running_endpoint(stack: Any) -> None:
     assert summary["status"] == "InService"
     assert summary["responses"] == f"s3://{BUCKET}/{OUT}_async/responses"
     assert summary["keypoints"] == f"s3://{BUCKET}/{OUT}keypoints/"
+
+
+def test_cli_submit_without_wait_reports_queued_images_and_skipped_files(stack: Any) -> None:
+    s3 = stack.client("s3")
+    s3.put_object(Bucket=BUCKET, Key="queued/site-a/x.jpg", Body=small_jpeg())
+    s3.put_object(Bucket=BUCKET, Key="queued/notes.txt", Body=b"not an image")
+
+    done = pose_batch("submit", f"s3://{BUCKET}/queued/", "--local", "--home", str(stack.home))
+
+    assert done.returncode == 0, done.stderr
+    lines = {line["input"].rpartition("/")[2]: line for line in map(json.loads, done.stdout.splitlines())}
+    assert lines["x.jpg"]["status"] == "queued" and lines["x.jpg"]["error"] is None
+    assert lines["x.jpg"]["inference_id"]
+    assert lines["notes.txt"]["status"] == "skipped"
+
+
+def test_ctrl_c_on_submit_wait_keeps_what_finished_and_says_what_runs_on(stack: Any, tmp_path: Path) -> None:
+    import signal
+
+    from batch.polling import poll
+
+    s3 = stack.client("s3")
+    for index in range(24):  # enough work that the wait is still going when Ctrl-C comes
+        s3.put_object(Bucket=BUCKET, Key=f"interrupted/{index:02d}.jpg", Body=small_jpeg())
+    out, err = tmp_path / "out.txt", tmp_path / "err.txt"
+    command = [str(Path(sys.executable).parent / "pose-batch"), "submit", f"s3://{BUCKET}/interrupted/", "--local",
+               "--home", str(stack.home), "--wait"]  # fmt: skip
+    with out.open("w") as stdout, err.open("w") as stderr:
+        waiting = subprocess.Popen(command, stdout=stdout, stderr=stderr, start_new_session=True)
+    try:
+        poll(lambda: "waiting" in err.read_text() or None, timeout_s=120, interval_s=0.1,
+             on_timeout=lambda: f"no progress bar: {err.read_text()}")  # fmt: skip
+        waiting.send_signal(signal.SIGINT)
+        code = waiting.wait(timeout=60)
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+    said = err.read_text()
+    assert code == 130, said
+    assert "stopped waiting" in said and "still being processed by endpoint" in said
+    assert "Traceback" not in said
+    lines = [json.loads(line) for line in out.read_text().splitlines()]  # every printed line is whole JSON
+    assert all(line["status"] in ("ok", "error") for line in lines)

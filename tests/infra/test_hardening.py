@@ -93,18 +93,19 @@ def test_ecr_pulls_only_from_the_project_repository(resources: dict[str, Any]) -
 
 def test_every_dead_letter_queue_is_alarmed(resources: dict[str, Any]) -> None:
     queues = {resources["InputEventsQueue"]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]}
-    queues.add(resources["TransformCompletionFunction"]["Properties"]["DeadLetterConfig"]["TargetArn"]["Fn::GetAtt"][0])
+    for name in ("TransformCompletionFunction", "AsyncErrorFunction"):
+        queues.add(resources[name]["Properties"]["DeadLetterConfig"]["TargetArn"]["Fn::GetAtt"][0])
     alarmed = {
         d["Value"]["Fn::GetAtt"][0]
         for r in resources.values()
         if r["Type"] == "AWS::CloudWatch::Alarm" and r["Properties"]["Namespace"] == "AWS/SQS"
         for d in r["Properties"]["Dimensions"]
     }
-    assert queues == alarmed == {"InputEventsDeadLetterQueue", "CompletionDeadLetterQueue"}
+    assert queues == alarmed == {"InputEventsDeadLetterQueue", "CompletionDeadLetterQueue", "AsyncErrorDeadLetterQueue"}
 
 
 def test_concurrency_is_limited(resources: dict[str, Any]) -> None:
-    for name in ("S3TriggerFunction", "TransformCompletionFunction"):
+    for name in ("S3TriggerFunction", "TransformCompletionFunction", "AsyncErrorFunction"):
         reserved = resources[name]["Properties"]["ReservedConcurrentExecutions"]
         assert reserved["Fn::If"][0] == "ReserveConcurrency"
     scaling = resources["S3TriggerEventSource"]["Properties"]["ScalingConfig"]

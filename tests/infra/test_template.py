@@ -113,3 +113,39 @@ def test_outputs_are_written_where_the_roles_allow(template: dict[str, Any]) -> 
     }
     # The trigger only writes the error record of a key it can never submit.
     assert put_object_resources(template, "S3TriggerRole") == {"${DataBucket.Arn}/${OutputPrefix}keypoints/*"}
+
+
+def test_failed_async_inferences_reach_the_error_handler(template: dict[str, Any]) -> None:
+    """Error topic -> AsyncErrorFunction (bounded retries, then the record), with its own DLQ, alarm,
+    concurrency limit and a role that writes only records and retry counts."""
+    resources = template["Resources"]
+    function = resources["AsyncErrorFunction"]["Properties"]
+    assert function["Handler"] == "events.async_error.handler"
+    assert function["DeadLetterConfig"]["TargetArn"] == {"Fn::GetAtt": ["AsyncErrorDeadLetterQueue", "Arn"]}
+    assert "ReservedConcurrentExecutions" in function
+    assert {
+        "POSEBATCH_ENDPOINT_NAME",
+        "POSEBATCH_INPUT_PREFIX",
+        "POSEBATCH_OUTPUT_URI",
+        "POSEBATCH_RETRY_ATTEMPTS",
+        "POSEBATCH_RETRY_BACKOFF_S",
+    } <= set(function["Environment"]["Variables"])
+    subscription = resources["AsyncErrorSubscription"]["Properties"]
+    assert (subscription["TopicArn"], subscription["Protocol"]) == ({"Ref": "AsyncErrorTopic"}, "lambda")
+    permission = resources["AsyncErrorInvokePermission"]["Properties"]
+    assert (permission["Principal"], permission["SourceArn"]) == ("sns.amazonaws.com", {"Ref": "AsyncErrorTopic"})
+    alarmed = {
+        r["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
+        for r in resources.values()
+        if r["Type"] == "AWS::CloudWatch::Alarm" and r["Properties"]["Namespace"] == "AWS/SQS"
+    }
+    assert "AsyncErrorDeadLetterQueue" in alarmed
+    assert put_object_resources(template, "AsyncErrorRole") == {
+        "${DataBucket.Arn}/${OutputPrefix}_async/attempts/*",
+        "${DataBucket.Arn}/${OutputPrefix}keypoints/*",
+    }
+    # The trigger writes the record on the queue's last delivery: the two numbers must agree.
+    trigger = resources["S3TriggerFunction"]["Properties"]["Environment"]["Variables"]
+    redrive = resources["InputEventsQueue"]["Properties"]["RedrivePolicy"]
+    assert int(trigger["POSEBATCH_MAX_RECEIVE_COUNT"]) == redrive["maxReceiveCount"]
+    assert {"InputEventsQueueUrl", "InputEventsDeadLetterQueueUrl"} <= set(template["Outputs"])

@@ -21,6 +21,7 @@ import pytest
 from PIL import Image
 
 from batch.local.moto_server import MotoServer
+from batch.output_layout import annotated_key
 from batch.report import build_report
 from batch.report.sources import REPORT_NAME, S3Source
 from batch.s3_uri import S3Uri
@@ -122,12 +123,12 @@ def test_report_from_s3_pages(job: tuple[Path, Path, str], moto: MotoServer) -> 
     s3.create_bucket(Bucket=bucket)
     for path in inputs.iterdir():
         s3.put_object(Bucket=bucket, Key=f"input/sub/{path.name}", Body=path.read_bytes())
-    for record in outputs.glob("*.json"):
-        rel = "sub/" + record.name.removesuffix(".error.json").removesuffix(".json")
-        s3.put_object(Bucket=bucket, Key=f"output/keypoints/{rel}.json", Body=record.read_bytes())
-        annotated = outputs / Path(rel).with_suffix(".jpg").name
-        if annotated.is_file() and not record.name.endswith(".error.json"):
-            s3.put_object(Bucket=bucket, Key=f"output/annotated/{rel}", Body=annotated.read_bytes())
+    for record in (outputs / "keypoints").glob("*.json"):  # predict writes the mirrored layout too
+        name = record.name.removesuffix(".json")
+        s3.put_object(Bucket=bucket, Key=f"output/keypoints/sub/{name}.json", Body=record.read_bytes())
+        annotated = outputs / annotated_key(name)
+        if annotated.is_file():
+            s3.put_object(Bucket=bucket, Key=f"output/{annotated_key('sub/' + name)}", Body=annotated.read_bytes())
     # A readable image whose request failed for good: its thumbnail must come from the input prefix.
     lost = f"sub/{COCO_IMAGES[1].name}"
     error = {"error": {"code": "no_transform_output", "message": "the job stopped"}}

@@ -42,7 +42,8 @@ def test_records_and_their_keys(tmp_path: Path, files: dict[str, str], expected:
 @pytest.mark.parametrize(
     ("files", "rel", "annotated"),
     [
-        ({"keypoints/a/b.png.json": "1", "annotated/a/b.png": "img"}, "a/b.png", "img"),
+        ({"keypoints/a/b.png.json": "1", "annotated/a/b.png.jpg": "img"}, "a/b.png", "img"),
+        ({"keypoints/a/c.jpeg.json": "1", "annotated/a/c.jpeg": "img"}, "a/c.jpeg", "img"),
         ({"b.png.json": "1", "b.jpg": "img"}, "b.png", "img"),  # predict writes <stem>.jpg
         ({"c.jpg.json": "1"}, "c.jpg", None),
     ],

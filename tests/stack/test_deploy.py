@@ -25,6 +25,7 @@ MOTO_SKIPS = {
     "AWS::ApplicationAutoScaling::ScalableTarget",
     "AWS::ApplicationAutoScaling::ScalingPolicy",
     "AWS::CloudWatch::Alarm",
+    "AWS::SNS::Subscription",  # the async error Lambda's subscription to the error topic
 }
 
 

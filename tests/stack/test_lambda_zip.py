@@ -31,7 +31,12 @@ def write_tree(root: Path, files: dict[str, str]) -> Path:
     return root
 
 
-HANDLERS = {"events/__init__.py": "", "batch/__init__.py": "", "events/transform_completion.py": "import json\n"}
+HANDLERS = {
+    "events/__init__.py": "",
+    "batch/__init__.py": "",
+    "events/transform_completion.py": "import json\n",
+    "events/async_error.py": "import logging\n",
+}
 
 
 @pytest.mark.parametrize(
@@ -63,7 +68,7 @@ def test_closure_holds_exactly_the_imported_project_modules(
 ) -> None:
     root = write_tree(tmp_path, {**HANDLERS, "events/s3_trigger.py": trigger, **extra})
     closure = import_closure(root)
-    base = {"events", "events.s3_trigger", "events.transform_completion"}
+    base = {"events", "events.s3_trigger", "events.transform_completion", "events.async_error"}
     assert set(closure.modules) == base | expected
 
 
@@ -80,7 +85,7 @@ def test_a_module_lambda_lacks_fails_packaging_naming_the_import(tmp_path: Path,
 def test_the_zip_holds_only_handler_code(tmp_path: Path) -> None:
     path, closure = build_lambda_zip(project_root(), tmp_path)
     names = zipfile.ZipFile(path).namelist()
-    assert {"events/s3_trigger.py", "events/transform_completion.py"} <= set(names)
+    assert {"events/s3_trigger.py", "events/transform_completion.py", "events/async_error.py"} <= set(names)
     assert all(n.endswith(".py") and n.split("/")[0] in ("batch", "events") for n in names)
     # Serving and local-stack code must never ride along.
     assert not [n for n in names if n.startswith(("batch/inference/", "batch/local/", "batch/server/"))]
@@ -101,9 +106,10 @@ for absent in ("pydantic", "moto", "numpy", "sagemaker", "pytest"):
     except ImportError:
         continue
     raise SystemExit(f"{absent} is importable: the interpreter is not isolated")
-from events import s3_trigger, transform_completion
+from events import async_error, s3_trigger, transform_completion
 events = json.load(open(events_file))
-results = {name: (s3_trigger if name.startswith("s3") else transform_completion).handler(event, None)
+handlers = {"s3": s3_trigger, "async": async_error}
+results = {name: handlers.get(name.split("-")[0], transform_completion).handler(event, None)
            for name, event in events.items()}
 loaded = sorted(m.__name__ for m in sys.modules.values() if m.__name__.split(".")[0] in ("batch", "events"))
 files = {m.__file__ for m in sys.modules.values() if getattr(m, "__file__", None)}
@@ -190,6 +196,29 @@ def test_unpacked_zip_handles_recorded_events_with_only_boto3(tmp_path: Path, mo
             "Bucket": BUCKET,
             "Time": "2024-05-01T12:00:00Z",
         },
+        # SageMaker's error notification (SNS invoking Lambda) for an image the container rejected
+        # without writing its record: the error handler writes it.
+        "async-error": {
+            "Records": [
+                {
+                    "EventSource": "aws:sns",
+                    "Sns": {
+                        "Type": "Notification",
+                        "Message": json.dumps(
+                            {
+                                "invocationStatus": "Failed",
+                                "inferenceId": "e" * 64,
+                                "failureReason": "ClientError: Received client error (400) from primary",
+                                "requestParameters": {
+                                    "endpointName": "posebatch-async",
+                                    "inputLocation": f"s3://{BUCKET}/input/e.jpg",
+                                },
+                            }
+                        ),
+                    },
+                }
+            ]
+        },
         "transform-state-change": {
             "version": "0",
             "source": "aws.sagemaker",
@@ -225,6 +254,9 @@ def test_unpacked_zip_handles_recorded_events_with_only_boto3(tmp_path: Path, mo
     assert results["s3-sqs-batch"] == {"batchItemFailures": []}
     assert results["s3-test-event"] == {"submitted": 0, "rejected": 0}
     assert results["transform-state-change"] == {"batchItemFailures": []}
+    assert results["async-error"] == {"retried": 0, "final": 1}
+    rejected = json.loads(s3.get_object(Bucket=BUCKET, Key="output/keypoints/e.jpg.json")["Body"].read())
+    assert rejected["error"]["code"] == "inference_rejected"
     # The completion handler finalised the job in S3 and announced it on SNS.
     summary = json.loads(s3.get_object(Bucket=BUCKET, Key="output/_SUMMARY.json")["Body"].read())
     assert (summary["images"], summary["failed"]) == (2, 2)

@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from batch.commands.transform import execute
+from batch.output_layout import annotated_key
 from batch.transform.launcher import LaunchError, LaunchOptions
 from tests.builders import encode, gradient
 from tests.conftest import ServerFactory
@@ -91,11 +92,11 @@ def test_every_input_has_its_outputs_at_the_mirrored_keys(run: Run) -> None:
     keypoints = {k for k in run.outputs if k.startswith("keypoints/")}
     annotated = {k for k in run.outputs if k.startswith("annotated/")}
     assert keypoints == {f"keypoints/{rel}.json" for rel in run.inputs}
-    assert annotated == {f"annotated/{rel}" for rel in good(run)}
+    assert annotated == {annotated_key(rel) for rel in good(run)}  # x.png -> annotated/x.png.jpg
     for rel in good(run):
         record = json.loads(run.outputs[f"keypoints/{rel}.json"])
         assert "persons" in record and "annotated_jpeg_base64" not in record
-        assert run.outputs[f"annotated/{rel}"][:2] == b"\xff\xd8"  # a JPEG
+        assert run.outputs[annotated_key(rel)][:2] == b"\xff\xd8"  # a JPEG
     assert json.loads(run.outputs["keypoints/nested/deeper/bus.jpg.json"])["persons"]
     assert json.loads(run.outputs["keypoints/top level.jpg.json"])["persons"] == []
 

@@ -1,0 +1,76 @@
+"""What every command shares: the exit codes, the one user-error type, the `--local`/`--home` arguments,
+and how an exception becomes one message a user can act on (`explain`; `batch.cli` prints it)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from batch.orchestration_settings import LOCAL_HOME
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # a job, or some images, failed
+EXIT_USAGE = 2  # the command was used wrongly: bad argument, missing file or bucket, no stack
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
+
+
+class UserError(Exception):
+    """A mistake the user can fix; the message says how. Exit code 2."""
+
+
+def add_local_arguments(parser: argparse.ArgumentParser, *, what: str = "use") -> None:
+    parser.add_argument("--local", action="store_true", help=f"{what} the running `pose-batch local up` stack")
+    parser.add_argument(
+        "--home",
+        help=f"the local stack's folder (default: ${LOCAL_HOME}, else $XDG_STATE_HOME/posebatch, "
+        "else ~/.local/state/posebatch: the same from any working directory)",
+    )
+
+
+def local_home(args: argparse.Namespace) -> Path:
+    from batch.local.state import resolve_home
+
+    return resolve_home(args.home)
+
+
+def explain(exc: BaseException) -> tuple[int, str] | None:
+    """(exit code, message) for an exception a user caused or can fix; None for a defect."""
+    from batch.errors import ModelLoadError, PoseError
+    from batch.local.state import LocalStackUnavailable
+
+    if isinstance(exc, UserError | LocalStackUnavailable):
+        return EXIT_USAGE, str(exc)
+    if isinstance(exc, ModelLoadError):
+        return EXIT_USAGE, f"{exc}. Pass --model with a pose checkpoint (e.g. yolo11n-pose.pt)"
+    if isinstance(exc, PoseError):
+        return EXIT_USAGE, exc.message
+    if isinstance(exc, FileNotFoundError | IsADirectoryError | PermissionError):
+        return EXIT_USAGE, f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
+    return _explain_aws(exc)
+
+
+def _explain_aws(exc: BaseException) -> tuple[int, str] | None:
+    try:
+        from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError
+    except ImportError:  # pragma: no cover - boto3 is a dependency
+        return None
+    if isinstance(exc, NoCredentialsError):
+        return EXIT_USAGE, "no AWS credentials found: configure them (`aws configure`, AWS_PROFILE) or use --local"
+    if isinstance(exc, NoRegionError):
+        return EXIT_USAGE, "no AWS region set: export AWS_REGION (e.g. us-east-1)"
+    if isinstance(exc, EndpointConnectionError):
+        return (
+            EXIT_USAGE,
+            f"cannot reach {exc.kwargs.get('endpoint_url')}: is the network (or `pose-batch local up`) up?",
+        )
+    if isinstance(exc, ClientError):
+        error: dict[str, Any] = exc.response.get("Error", {})
+        code, message = str(error.get("Code", "")), str(error.get("Message", ""))
+        bucket = error.get("BucketName") or ""
+        if code == "NoSuchBucket":
+            return EXIT_USAGE, f"the bucket {bucket or ''} does not exist: check the s3:// URI".replace("  ", " ")
+        if code in ("AccessDenied", "403", "AccessDeniedException"):
+            return EXIT_USAGE, f"access denied by AWS ({exc.operation_name}): check your credentials and permissions"
+        return EXIT_USAGE, f"AWS refused {exc.operation_name}: {code}: {message}"
+    return None
