@@ -47,7 +47,8 @@ except ImportError:  # pragma: no cover - other Ultralytics versions
 # Our own limit (settings) is the one that matters; Pillow's is only a last line of defence.
 Image.MAX_IMAGE_PIXELS = None
 Image.init()  # register every plugin now, so `formats=` below can name them
-register_heif_opener(thumbnails=False)  # no embedded thumbnails decoded or kept: the primary image only
+# The primary image only: no embedded thumbnails, depth maps or auxiliary (HDR gain) images read or kept.
+register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
 
 # JPEG covers multi-picture (MPO) files: Pillow's JPEG opener answers an MPO image for them.
 _FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "AVIF", "HEIF")
