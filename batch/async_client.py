@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from batch import aws
 from batch.async_inference.layout import AsyncLayout, Placement, inference_id
 from batch.async_inference.outcome_notifications import OutcomeNotifications
+from batch.async_inference.retry import classify
 from batch.async_inference.trigger import endpoint_output_root, invocation_request
 from batch.content_types import image_type_for
 from batch.errors import KeyTooLong
@@ -155,14 +156,22 @@ class AsyncPoseClient:
         """Every submission's outcome, each also given to `on_outcome` as it arrives (so an interrupted wait
         keeps what finished); those still unfinished at the deadline are `timeout` errors."""
         pending = {s.inference_id: s for s in submissions}
+        # Failures the error handler retries under the same inference id: not final until its record lands
+        # at the mirrored key (a result, or the error record written after the last retry).
+        retrying: dict[str, Outcome] = {}
         outcomes = _Outcomes(on_outcome)
         deadline = time.monotonic() + timeout_s
         next_s3_check = 0.0
         while pending and time.monotonic() < deadline:
             for message in await self._call(self._notifications.receive):
-                submission = pending.pop(str(message.get("inferenceId")), None)
-                if submission is not None:
-                    outcomes[submission.inference_id] = await self._outcome(submission, message)
+                submission = pending.get(str(message.get("inferenceId")))
+                if submission is None:
+                    continue
+                outcome, final = await self._outcome(submission, message)
+                if final:
+                    outcomes[pending.pop(submission.inference_id).inference_id] = outcome
+                else:
+                    retrying[submission.inference_id] = outcome
             if time.monotonic() >= next_s3_check:  # no topics, or a notification that came before we listened
                 for submission in list(pending.values()):
                     found = await self._outcome_from_s3(submission)
@@ -170,7 +179,8 @@ class AsyncPoseClient:
                         outcomes[pending.pop(submission.inference_id).inference_id] = found
                 next_s3_check = time.monotonic() + (10.0 if self._notifications.listening else 1.0)
         for submission in list(pending.values()):
-            outcomes[submission.inference_id] = _failed(
+            last_failure = retrying.get(submission.inference_id)
+            outcomes[submission.inference_id] = last_failure or _failed(
                 submission.placement.input_uri, submission.inference_id, "timeout", f"no outcome in {timeout_s:.0f}s"
             )
         return [outcomes[s.inference_id] for s in submissions]
@@ -209,20 +219,28 @@ class AsyncPoseClient:
         finally:
             await self._call(self._notifications.unsubscribe)
 
-    async def _outcome(self, submission: Submission, message: dict[str, Any]) -> Outcome:
+    async def _outcome(self, submission: Submission, message: dict[str, Any]) -> tuple[Outcome, bool]:
+        """The outcome a notification announces, and whether it is final."""
         if message.get("invocationStatus") == "Completed":
-            return await self._read_record(submission)
+            return await self._read_record(submission), True
         # A bad image's error record is at the keypoints key; other failures only in SageMaker's object.
         if await self._fresh(submission.placement.keypoints_uri, submission.submitted_at):
-            return await self._read_record(submission)
+            return await self._read_record(submission), True
         reason = str(message.get("failureReason") or "inference failed")
         location = str(message.get("failureLocation") or submission.failure_location)
-        return await self._read_failure(submission, location, reason)
+        _, retried = classify(reason)  # a dead container or a timeout: the error handler tries again
+        return await self._read_failure(submission, location, reason), not retried
 
     async def _outcome_from_s3(self, submission: Submission) -> Outcome | None:
+        """The record at the mirrored key is the final word. Without topics (so no error handler retrying
+        either), SageMaker's failure object is final too; with them, the error notification says more."""
         if await self._fresh(submission.placement.keypoints_uri, submission.submitted_at):
             return await self._read_record(submission)
-        if submission.failure_location and await self._fresh(submission.failure_location, submission.submitted_at):
+        if (
+            not self._notifications.listening
+            and submission.failure_location
+            and await self._fresh(submission.failure_location, submission.submitted_at)
+        ):
             return await self._read_failure(submission, submission.failure_location, "inference failed")
         return None
 

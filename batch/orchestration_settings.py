@@ -30,6 +30,10 @@ RETRY_ATTEMPTS = "POSEBATCH_RETRY_ATTEMPTS"
 RETRY_BACKOFF_S = "POSEBATCH_RETRY_BACKOFF_S"
 # Transform completion (Lambda configuration)
 TRANSFORM_TOPIC_ARN = "POSEBATCH_TRANSFORM_TOPIC_ARN"
+FINALIZE_BUDGET_S = "POSEBATCH_FINALIZE_BUDGET_S"
+# What an invocation keeps back from Lambda's remaining time: the page under way and the summary.
+FINALIZE_RESERVE_S = 240.0
+DEFAULT_FINALIZE_BUDGET_S = 600.0
 # CLI defaults for launching jobs and deploying the endpoint. One name per concept; the names
 # `pose-batch deploy` used to read are still accepted (deprecated).
 IMAGE_URI = "POSEBATCH_IMAGE_URI"
@@ -121,6 +125,17 @@ class RetryPolicy:
 def transform_topic_arn(environ: Mapping[str, str] | None = None) -> str | None:
     """The SNS topic the transform completion handler publishes to; None: do not notify."""
     return _get(_environ(environ), TRANSFORM_TOPIC_ARN)
+
+
+def finalize_budget_s(remaining_s: float | None = None, environ: Mapping[str, str] | None = None) -> float:
+    """Seconds one completion invocation spends finalising pages before it hands over to a continuation:
+    `POSEBATCH_FINALIZE_BUDGET_S` if set, else 600; never more than Lambda's remaining time
+    (`remaining_s`) less `FINALIZE_RESERVE_S`. Zero still does one page per invocation."""
+    text = _get(_environ(environ), FINALIZE_BUDGET_S)
+    budget = float(text) if text else DEFAULT_FINALIZE_BUDGET_S
+    if remaining_s is not None:
+        budget = min(budget, remaining_s - FINALIZE_RESERVE_S)
+    return max(0.0, budget)
 
 
 @dataclass(frozen=True)

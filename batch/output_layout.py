@@ -17,6 +17,7 @@ ANNOTATED_FOLDER = "annotated"
 RESULT_SUFFIX = ".json"
 ANNOTATED_SUFFIX = ".jpg"
 _JPEG_EXTENSIONS = (".jpg", ".jpeg")
+MAX_KEY_BYTES = 1024  # S3's limit on an object key, in UTF-8 bytes
 
 
 def keypoints_key(rel: str) -> str:
@@ -35,3 +36,8 @@ def as_prefix(prefix: str) -> str:
     """'' stays '' (the whole bucket); anything else ends with exactly one '/'."""
     prefix = prefix.strip("/")
     return prefix + "/" if prefix else ""
+
+
+def key_fits(key: str) -> bool:
+    """Whether S3 accepts `key` (at most 1,024 UTF-8 bytes)."""
+    return len(key.encode("utf-8")) <= MAX_KEY_BYTES

@@ -8,7 +8,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Keypoint = tuple[float, float, float]
-# Bumped when a record changes shape; readers can tell which fields to expect. 2: `source`, `schema_version`.
+# Bumped when a record changes shape; readers can tell which fields to expect. 2: `source`, `schema_version`,
+# `frames` (all optional or defaulted).
 SCHEMA_VERSION = 2
 
 
@@ -74,11 +75,6 @@ class PoseResult(BaseModel):
         None,
         description="How many frames or pictures the input holds, when more than one (animated GIF/WebP, "
         "MPO, HEIF sequences): only the first (primary) one was posed. Absent for single-frame images.",
-    )
-    annotated_jpeg_base64: str | None = Field(
-        None,
-        description="The annotated JPEG, base64; only when the container runs with POSE_EMBED_ANNOTATED=true "
-        "(Batch Transform images mode, where the job's finaliser moves it to its mirrored key).",
     )
 
 

@@ -4,8 +4,9 @@ inference, a real-time caller): an image body, or a manifest body of S3 referenc
 - Image body: one `PoseResult` (JSON), or the annotated JPEG when `Accept: image/jpeg`. The annotated
   JPEG and the result record are also written to S3 when the caller names locations (`annotated_output`,
   `keypoints_output` custom attributes; async inference); a bad image's error record goes to
-  `keypoints_output` too. The JPEG is embedded in the JSON when `POSE_EMBED_ANNOTATED=true` (Batch
-  Transform images mode, where the container is not told the input's key).
+  `keypoints_output` too. With `POSE_EMBED_ANNOTATED=true` (Batch Transform images mode, where the
+  container is not told the input's key) the answer is a transport envelope of record and JPEG
+  (`batch.transport_envelope`).
 - Manifest body (`application/jsonlines`, Batch Transform `SplitType=Line` + `MultiRecord`): every line
   is fetched from S3 concurrently (at most `POSE_MANIFEST_CONCURRENCY` lines at once per request, each
   object up to `POSE_MAX_S3_OBJECT_MB`), posed through the same batcher, its outputs written where the line
@@ -15,12 +16,11 @@ inference, a real-time caller): an image body, or a manifest body of S3 referenc
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 from dataclasses import dataclass, replace
 
-from batch import content_types
+from batch import content_types, transport_envelope
 from batch.custom_attributes import InferenceOptions
 from batch.errors import InvalidManifest, PoseError
 from batch.inference.engine import PoseEngine, Prediction
@@ -68,17 +68,14 @@ class InvocationHandler:
         await asyncio.gather(*writes)
         if accept == content_types.JPEG and jpeg is not None:
             return Reply(jpeg, content_types.JPEG)
-        if self.settings.embed_annotated and jpeg is not None:
-            embedded = base64.b64encode(jpeg).decode("ascii")
-            record = (
-                prediction.result.model_copy(update={"annotated_jpeg_base64": embedded})
-                .model_dump_json(exclude_none=True)
-                .encode()
-            )
+        if self.settings.embed_annotated:
+            # Batch Transform images mode: the record and its JPEG, for the finaliser to unpack.
+            return Reply(transport_envelope.encode(record, jpeg), content_types.JSON)
         return Reply(record, content_types.JSON)
 
     async def handle_manifest(self, body: bytes, options: InferenceOptions) -> Reply:
-        lines = [line for line in body.decode("utf-8", errors="replace").splitlines() if line.strip()]
+        # "\n" only: U+2028, U+2029 and U+0085 (which str.splitlines() also splits on) are legal in S3 keys.
+        lines = [line for line in body.decode("utf-8", errors="replace").split("\n") if line.strip()]
         if not lines:
             raise InvalidManifest("the manifest body holds no lines; expected one S3 image reference per line")
         # No output locations for a whole manifest: each line names its own.

@@ -63,3 +63,10 @@ def phone_photos(sources: Sequence[Path], cache_dir: Path) -> list[Path]:
             partial.replace(target)  # atomic: an interrupted run never leaves half a photo in the cache
         made.append(target)
     return made
+
+
+def large_png(source: Path, longer_side: int = 3000, seed: int = 0) -> bytes:
+    """A screenshot-sized PNG over 10 MB (the noise defeats PNG's compression)."""
+    buffer = io.BytesIO()
+    Image.fromarray(upscaled(source, longer_side, seed)).save(buffer, "PNG", compress_level=1)
+    return buffer.getvalue()

@@ -19,6 +19,7 @@ from batch.local.container import ContainerStartupFailed, ServingContainer, unpa
 from batch.local.sagemaker_api import SageMakerApiError, arn, not_found, validation_error
 from batch.local.transform_job_record import TransformJob, container_environment, resolve_parameters
 from batch.local.transform_runner import InputFile, Instance, InstanceWorker, spread_over_instances
+from batch.orchestration_settings import finalize_budget_s
 from batch.s3_listing import list_objects
 from batch.s3_uri import S3Uri
 from batch.transform import completion
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RULE_NAME = "posebatch-transform-job-state"
+CONTINUE_RULE_NAME = "posebatch-transform-finalize-continue"
 QUEUE_NAME = "posebatch-transform-events"
 MAX_LOCAL_INSTANCES = 8
 _NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
@@ -152,8 +154,12 @@ class TransformJobService:
         if job.stop.is_set():
             return
         job.params = resolve_parameters(request, job.instances[0].execution_parameters())
-        source = S3Uri.parse(request["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"], allow_empty_key=True)
-        files = _list_input(s3, source)
+        data_source = request["TransformInput"]["DataSource"]["S3DataSource"]
+        source = S3Uri.parse(data_source["S3Uri"], allow_empty_key=True)
+        if data_source.get("S3DataType", "S3Prefix") == "ManifestFile":
+            source, files = _read_manifest_file(s3, source)
+        else:
+            files = _list_input(s3, source)
         if not files:
             raise ValueError(f"no objects found under the input S3Uri {source}")
         output = S3Uri.parse(request["TransformOutput"]["S3OutputPath"], allow_empty_key=True)
@@ -195,6 +201,21 @@ def _list_input(s3: Any, source: S3Uri) -> list[InputFile]:
     return [InputFile(key=k, rel=_relative(k, prefix), size=sizes[k]) for k in sorted(sizes) if not k.endswith("/")]
 
 
+def _read_manifest_file(s3: Any, manifest: S3Uri) -> tuple[S3Uri, list[InputFile]]:
+    """`S3DataType=ManifestFile`: `[{"prefix": "s3://b/p/"}, "rel", ...]`; `.out` names keep `rel`."""
+    entries = json.loads(s3.get_object(Bucket=manifest.bucket, Key=manifest.key)["Body"].read())
+    if not (isinstance(entries, list) and entries and isinstance(entries[0], dict) and "prefix" in entries[0]):
+        raise ValueError(f"the manifest {manifest} must be a JSON list starting with {{'prefix': ...}}")
+    prefix = S3Uri.parse(entries[0]["prefix"], allow_empty_key=True)
+
+    def stat(rel: str) -> InputFile:
+        key = prefix.key + rel
+        return InputFile(key=key, rel=rel, size=int(s3.head_object(Bucket=prefix.bucket, Key=key)["ContentLength"]))
+
+    with ThreadPoolExecutor(8) as pool:
+        return prefix, list(pool.map(stat, [str(rel) for rel in entries[1:]]))
+
+
 def _relative(key: str, prefix: str) -> str:
     if not prefix or prefix.endswith("/"):
         return key[len(prefix) :]
@@ -220,8 +241,8 @@ def _validate(request: dict[str, Any]) -> None:
         if value in (None, ""):
             raise validation_error(f"{'.'.join(path)} is required")
     data_type = request["TransformInput"]["DataSource"]["S3DataSource"].get("S3DataType", "S3Prefix")
-    if data_type != "S3Prefix":
-        raise validation_error(f"S3DataType {data_type!r}: the local stand-in supports S3Prefix only")
+    if data_type not in ("S3Prefix", "ManifestFile"):
+        raise validation_error(f"S3DataType {data_type!r}: the local stand-in supports S3Prefix and ManifestFile")
     count = int(request["TransformResources"]["InstanceCount"])
     if not 1 <= count <= MAX_LOCAL_INSTANCES:
         raise validation_error(f"InstanceCount must be 1-{MAX_LOCAL_INSTANCES} locally, got {count}")
@@ -251,11 +272,14 @@ def install(stack: EmbeddedStack) -> TransformJobService:
     topic_arn = stack.client("sns").create_topic(Name=completion.TOPIC_NAME)["TopicArn"]
 
     def on_job_event(event: dict[str, Any], context: Any) -> Any:
-        return completion.handle_records(event, topic_arn=topic_arn, clients=stack.client)
+        budget_s = finalize_budget_s()  # no Lambda context here: the setting alone
+        return completion.handle_records(event, topic_arn=topic_arn, clients=stack.client, budget_s=budget_s)
 
     queue_arn = stack.add_sqs_lambda(QUEUE_NAME, on_job_event, batch_size=1)
     events = stack.client("events")
-    events.put_rule(Name=RULE_NAME, EventPattern=json.dumps(completion.EVENT_PATTERN), State="ENABLED")
-    events.put_targets(Rule=RULE_NAME, Targets=[{"Id": "transform-completion", "Arn": queue_arn}])
+    # As on AWS: the job's state change and the finaliser's own continuation events, to one handler.
+    for rule, pattern in ((RULE_NAME, completion.EVENT_PATTERN), (CONTINUE_RULE_NAME, completion.CONTINUE_PATTERN)):
+        events.put_rule(Name=rule, EventPattern=json.dumps(pattern), State="ENABLED")
+        events.put_targets(Rule=rule, Targets=[{"Id": "transform-completion", "Arn": queue_arn}])
     log.info("local transform jobs ready (topic %s)", topic_arn)
     return jobs

@@ -182,7 +182,8 @@ class InstanceWorker:
             if limit is not None and len(body) > limit:
                 raise FileFailed(f"{len(body)} bytes exceeds MaxPayloadInMB={self.params.max_payload_mb}")
             return [body]
-        records = [line + b"\n" for line in body.splitlines() if line.strip()]
+        # b"\n" only, as SageMaker's Line splitter: a key may hold U+2028, U+2029 or U+0085.
+        records = [line + b"\n" for line in body.split(b"\n") if line.strip()]
         if self.params.batch_strategy == "SingleRecord":
             return records
         return pack_records(records, limit)

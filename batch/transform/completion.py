@@ -5,45 +5,63 @@ On AWS: EventBridge rule (`EVENT_PATTERN`) -> the Lambda -> the topic in `POSEBA
 Locally: the same rule -> an SQS queue -> this handler (moto cannot target Lambda or SNS from a rule).
 It accepts both shapes: the EventBridge event itself, or SQS records whose bodies are such events.
 
+Any job size within Lambda's limits: one invocation finalises the plan's pages until its time budget
+runs out, then puts a continuation event (`CONTINUE_PATTERN`, its own rule to the same target) that
+names the next page; the invocation that does the last page writes the summary and notifies. Memory
+per invocation is bounded by one page's work (`batch.transform.finalize`), not by the job's size.
+
 Needs (AWS): `sagemaker:DescribeTransformJob`, `s3:GetObject`/`s3:PutObject` on the output prefix,
-`s3:ListBucket` is not needed, `sns:Publish` on the topic.
+`s3:ListBucket` (a missing object reads as 404), `events:PutEvents` on the default bus, `sns:Publish`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
+import unicodedata
 from typing import Any
 
 from batch import aws
 from batch.aws import Clients
 from batch.orchestration_settings import TRANSFORM_TOPIC_ARN
 from batch.s3_uri import S3Uri
-from batch.transform.finalize import finalize, read_object
+from batch.transform.finalize import Finalizer, existing_summary, finalize_pages, read_object
 from batch.transform.plan import END_STATES, PLAN_ENV, JobPlan, summary_uri
 
 log = logging.getLogger(__name__)
 
 TOPIC_NAME = "posebatch-transform-complete"
 DETAIL_TYPE = "SageMaker Transform Job State Change"
+JOB_NAME_PREFIX = "posebatch-"  # the launcher's default names; the template's TransformJobPrefix
 EVENT_PATTERN: dict[str, Any] = {
     "source": ["aws.sagemaker"],
     "detail-type": [DETAIL_TYPE],
-    "detail": {"TransformJobStatus": list(END_STATES)},
+    "detail": {"TransformJobStatus": list(END_STATES), "TransformJobName": [{"prefix": JOB_NAME_PREFIX}]},
 }
+CONTINUE_SOURCE = "posebatch.transform"
+CONTINUE_DETAIL_TYPE = "PoseBatch Transform Finalization Continued"
+CONTINUE_PATTERN: dict[str, Any] = {"source": [CONTINUE_SOURCE], "detail-type": [CONTINUE_DETAIL_TYPE]}
 _LISTED_FAILURES = 10
 
 
-def handle_records(event: dict[str, Any], *, topic_arn: str | None, clients: Clients = aws.client) -> dict[str, Any]:
-    """One EventBridge event, or SQS records holding them; a failing record is in `batchItemFailures`."""
-    topic = topic_arn
+def handle_records(
+    event: dict[str, Any],
+    *,
+    topic_arn: str | None,
+    clients: Clients = aws.client,
+    budget_s: float | None = None,
+) -> dict[str, Any]:
+    """One EventBridge event, or SQS records holding them; a failing record is in `batchItemFailures`.
+    `budget_s`: seconds this invocation may spend finalising pages (None: all of them)."""
+    deadline = None if budget_s is None else time.monotonic() + budget_s
     if "Records" not in event:
-        handle_event(event, topic_arn=topic, clients=clients)
+        handle_event(event, topic_arn=topic_arn, clients=clients, deadline=deadline)
         return {"batchItemFailures": []}
     failures = []
     for record in event["Records"]:
         try:
-            handle_event(json.loads(record["body"]), topic_arn=topic, clients=clients)
+            handle_event(json.loads(record["body"]), topic_arn=topic_arn, clients=clients, deadline=deadline)
         except Exception:
             log.exception("transform completion failed for message %s", record.get("messageId"))
             failures.append({"itemIdentifier": record.get("messageId")})
@@ -51,24 +69,37 @@ def handle_records(event: dict[str, Any], *, topic_arn: str | None, clients: Cli
 
 
 def handle_event(
-    event: dict[str, Any], *, topic_arn: str | None, clients: Clients = aws.client
+    event: dict[str, Any], *, topic_arn: str | None, clients: Clients = aws.client, deadline: float | None = None
 ) -> dict[str, Any] | None:
-    """Finalise and notify for one event; returns the summary (None if the event is not for us)."""
+    """Finalise (as far as `deadline`) and notify for one event; returns the summary once there is one
+    (None if the event is not for us, or the work goes on in a continuation event)."""
     detail = event.get("detail") or {}
-    if event.get("detail-type") != DETAIL_TYPE or detail.get("TransformJobStatus") not in END_STATES:
+    continued = event.get("detail-type") == CONTINUE_DETAIL_TYPE
+    if not continued and (
+        event.get("detail-type") != DETAIL_TYPE or detail.get("TransformJobStatus") not in END_STATES
+    ):
         log.info("ignoring event %s", event.get("detail-type"))
         return None
     job: dict[str, Any] = clients("sagemaker").describe_transform_job(TransformJobName=detail["TransformJobName"])
     status = job["TransformJobStatus"]
-    if status not in END_STATES:  # a stale or reordered event: the job moved on
-        return None
+    if status not in END_STATES or (continued and status != detail.get("TransformJobStatus")):
+        return None  # a stale or reordered event: the job moved on
     s3 = clients("s3")
     plan_location = (job.get("Environment") or {}).get(PLAN_ENV)
     summary: dict[str, Any] | None = None
     marker: S3Uri | None = None
     if plan_location:
         plan = JobPlan.load(s3, S3Uri.parse(plan_location))
-        summary = finalize(s3, plan, job)
+        summary = existing_summary(s3, plan, status)
+        if summary is None:
+            start = int(detail.get("next_page", 0)) if continued else 0
+            following = finalize_pages(s3, plan, job, start=start, deadline=deadline)
+            if following is None and start < plan.page_count and _past(deadline):
+                following = plan.page_count  # the pages used the budget: the summary gets its own invocation
+            if following is not None:
+                _continue(clients, job, following)
+                return None
+            summary = Finalizer(s3, plan, job).summarize()
         marker = plan.root.child(f"notified-{status}")
         if read_object(s3, marker) is not None:
             return summary  # a duplicate event: already notified
@@ -90,6 +121,41 @@ def handle_event(
     return summary
 
 
+def _past(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() >= deadline
+
+
+def _continue(clients: Clients, job: dict[str, Any], next_page: int) -> None:
+    """Hand the rest to the next invocation; a refused entry raises, so the event is retried (then DLQ)."""
+    detail = {
+        "TransformJobName": job["TransformJobName"],
+        "TransformJobStatus": job["TransformJobStatus"],
+        "next_page": next_page,
+    }
+    answer = clients("events").put_events(
+        Entries=[{"Source": CONTINUE_SOURCE, "DetailType": CONTINUE_DETAIL_TYPE, "Detail": json.dumps(detail)}]
+    )
+    if answer.get("FailedEntryCount"):
+        raise RuntimeError(f"could not put the continuation event: {answer.get('Entries')}")
+    log.info("%s: finalised up to page %d, continuing in a new invocation", job["TransformJobName"], next_page)
+
+
+def escape(text: object) -> str:
+    """Text from S3 keys and messages, safe for a line-oriented notification: line breaks and other
+    control or separator characters become visible escapes, so a key cannot forge lines."""
+    out = []
+    for char in str(text):
+        if char == "\\":
+            out.append("\\\\")
+        elif char in "\n\r\t":
+            out.append({"\n": "\\n", "\r": "\\r", "\t": "\\t"}[char])
+        elif unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp"):
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
 def format_notification(job: dict[str, Any], summary: dict[str, Any] | None) -> tuple[str, str]:
     name, status = job["TransformJobName"], job["TransformJobStatus"]
     subject = f"PoseBatch transform {name}: {status}"[:100]
@@ -99,8 +165,8 @@ def format_notification(job: dict[str, Any], summary: dict[str, Any] | None) -> 
         timings = summary.get("timings") or {}
         lines += [
             f"Images: {summary['images']} in total, {summary['done']} done, {summary['failed']} failed.",
-            f"Output: {output} (keypoints/, annotated/)",
-            f"Summary: {summary_uri(output)}",
+            f"Output: {escape(output)} (keypoints/, annotated/)",
+            f"Summary: {escape(summary_uri(output))}",
         ]
         if timings.get("transform_seconds") is not None:
             lines.append(
@@ -110,10 +176,11 @@ def format_notification(job: dict[str, Any], summary: dict[str, Any] | None) -> 
         if failures:
             lines.append(f"Failed images (first {min(len(failures), _LISTED_FAILURES)}):")
             lines += [
-                f"  {f['key']}: {f['error']['code']}: {f['error']['message']}" for f in failures[:_LISTED_FAILURES]
+                f"  {escape(f['key'])}: {escape(f['error']['code'])}: {escape(f['error']['message'])}"
+                for f in failures[:_LISTED_FAILURES]
             ]
     else:
-        lines.append(f"Output: {job.get('TransformOutput', {}).get('S3OutputPath')}")
+        lines.append(f"Output: {escape(job.get('TransformOutput', {}).get('S3OutputPath'))}")
     if job.get("FailureReason"):
-        lines.append(f"Failure reason: {job['FailureReason']}")
+        lines.append(f"Failure reason: {escape(job['FailureReason'])}")
     return subject, "\n".join(lines)

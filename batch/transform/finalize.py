@@ -1,34 +1,50 @@
 """After a transform job: every input image gets its outputs at the mirrored keys, or an error record,
 and the job gets one `_SUMMARY.json`.
 
-- images mode: each `<rel>.out` holds a PoseResult with `annotated_jpeg_base64` (or an error record);
-  it is split into `keypoints/<rel>.json` (without the base64) and `annotated/<rel>` (the JPEG).
-- manifest mode: the container already wrote the outputs; the `.out` lines say which images failed.
-- either mode: an image without any result (its file's request failed, the job stopped) gets an
-  error record naming why. Running it twice gives the same objects (events can be duplicated).
+The work is cut into the plan's pages (at most 256 images, or one manifest shard, each), so that one
+step is bounded in time and memory whatever the job's size: `finalize_pages` runs pages until a
+deadline and says where to continue; `summarize` folds the pages' outcomes into the summary.
+
+- images mode: each `<rel>.out` is a transport envelope (`batch.transport_envelope`): the record goes
+  to `keypoints/<rel>.json`, the annotated JPEG is streamed to `annotated/<rel>` in 5 MiB parts; no
+  `.out` body is ever held whole.
+- manifest mode: the container already wrote the outputs; the shard's `.out` lines (read as a stream,
+  split on `\\n` only) say which images failed.
+- either mode: an image without any result (its file's request failed, the job stopped), one the
+  launcher refused, or one whose finalising failed gets an error record and a summary entry; one
+  image never stops the others, the summary or the notification. Running it twice gives the same
+  objects (events can be duplicated).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import logging
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
-from batch.errors import error_record
+from batch.errors import KeyTooLong, error_record
+from batch.output_layout import key_fits
 from batch.s3_uri import S3Uri
-from batch.transform.plan import JobPlan, Shard, annotated_uri, keypoints_uri, summary_uri
+from batch.transform.plan import JobPlan, Page, annotated_uri, keypoints_uri, summary_uri
+from batch.transport_envelope import MAX_RECORD_BYTES, EnvelopeError, open_body
 
 log = logging.getLogger(__name__)
 
-_MAX_FAILURES_LISTED = 10_000
+MAX_FAILURES_LISTED = 10_000
+WORKERS = 16  # S3 calls in flight per page; with 5 MiB parts, about 16 x 10 MiB of buffers at most
+READ_CHUNK = 64 * 1024
+_PART = 5 * 1024 * 1024
+# One part in flight per image: memory per worker is bounded by the part size, not the JPEG's.
+_UPLOAD = TransferConfig(multipart_threshold=_PART, multipart_chunksize=_PART, max_concurrency=1, use_threads=False)
+_SUMMARY_WINDOW = 256  # page outcomes read at once while summarising
 
 
 @dataclass(frozen=True)
@@ -47,12 +63,17 @@ def _error_from(value: Any) -> dict[str, str]:
     return _error(str(error.get("code", "error")), str(error.get("message", "")))
 
 
+def _missing(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound")
+
+
 def read_object(s3: Any, uri: S3Uri) -> bytes | None:
+    """A small object whole (plans, markers, outcomes), None when it does not exist."""
     try:
         body: bytes = s3.get_object(Bucket=uri.bucket, Key=uri.key)["Body"].read()
         return body
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+        if _missing(exc):
             return None
         raise
 
@@ -62,90 +83,171 @@ def _put_json(s3: Any, uri: S3Uri, data: Any) -> None:
     s3.put_object(Bucket=uri.bucket, Key=uri.key, Body=body, ContentType="application/json")
 
 
+def split_lines(chunks: Iterator[bytes], max_line: int = MAX_RECORD_BYTES) -> Iterator[bytes]:
+    """JSON Lines from a stream, split on b"\\n" only (U+2028/U+2029/U+0085 are legal in S3 keys)."""
+    pending = bytearray()
+    for chunk in chunks:
+        pending.extend(chunk)
+        *complete, rest = pending.split(b"\n")
+        yield from (bytes(line) for line in complete)
+        pending = bytearray(rest)
+        if len(pending) > max_line:
+            raise EnvelopeError(f"a line longer than {max_line} bytes")
+    if pending:
+        yield bytes(pending)
+
+
+def outcome_uri(plan: JobPlan, status: str, index: int) -> S3Uri:
+    return plan.root.child(f"finalized/{status}/page-{index:06d}.json")
+
+
 class Finalizer:
-    def __init__(self, s3: Any, plan: JobPlan, job: dict[str, Any], *, workers: int = 16) -> None:
+    def __init__(self, s3: Any, plan: JobPlan, job: dict[str, Any], *, workers: int = WORKERS) -> None:
         self.s3 = s3
         self.plan = plan
         self.job = job
+        self.status = str(job.get("TransformJobStatus", "unknown"))
         self.workers = workers
-        reason = job.get("FailureReason") or f"the job ended {job.get('TransformJobStatus', 'unknown')}"
+        reason = job.get("FailureReason") or f"the job ended {self.status}"
         self.missing = _error(
             "no_transform_output",
             f"the transform job produced no result for this image (job {plan.job_name}: {reason})",
         )
 
-    def run(self) -> dict[str, Any]:
+    # --- one page -------------------------------------------------------------------------------
+    def run_page(self, index: int) -> dict[str, Any]:
+        """Finalise one page and record its outcome; the same page twice gives the same objects."""
         started = time.monotonic()
+        page = self.plan.page(self.s3, index)
         with ThreadPoolExecutor(self.workers) as pool:
-            if self.plan.mode == "images":
-                outcomes = list(pool.map(self._image, self.plan.keys))
-            else:
-                outcomes = [o for shard in pool.map(self._shard, self.plan.shards) for o in shard]
-            errors = [o for o in outcomes if o.error is not None]
-            list(pool.map(self._write_error, errors))
-        summary = self._summary(outcomes, time.monotonic() - started)
-        _put_json(self.s3, summary_uri(self.plan.output_uri), summary)
-        return summary
+            outcomes = self._shard(page) if page.shard else list(pool.map(self._guarded_image, page.images))
+            outcomes += [ImageStatus(r.rel, _error(r.code, r.message)) for r in page.refused]
+            failed = [o for o in outcomes if o.error is not None]
+            list(pool.map(self._write_error, failed))
+        outcome = {
+            "images": len(outcomes),
+            "done": len(outcomes) - len(failed),
+            "failures": [{"key": self.plan.image_uri(o.rel).key, "error": o.error} for o in failed],
+            "seconds": round(time.monotonic() - started, 3),
+        }
+        _put_json(self.s3, outcome_uri(self.plan, self.status, index), outcome)
+        return outcome
 
     def _write_error(self, outcome: ImageStatus) -> None:
         error = outcome.error or {}
-        record = error_record(error.get("code", "error"), error.get("message", ""))
-        _put_json(self.s3, keypoints_uri(self.plan.output_uri, outcome.rel), record)
+        target = keypoints_uri(self.plan.output_uri, outcome.rel)
+        if not key_fits(target.key):
+            return  # key_too_long: the summary entry is its record, there is no key to write it at
+        try:
+            _put_json(self.s3, target, error_record(error.get("code", "error"), error.get("message", "")))
+        except Exception:
+            log.exception("could not write the error record of %s", outcome.rel)
+
+    def _guarded_image(self, rel: str) -> ImageStatus:
+        try:
+            return self._image(rel)
+        except Exception as exc:  # one image never stops the page, the summary or the notification
+            log.exception("finalising %s failed", rel)
+            return ImageStatus(rel, _error("finalize_error", f"finalising this image failed: {type(exc).__name__}"))
 
     def _image(self, rel: str) -> ImageStatus:
-        body = read_object(self.s3, self.plan.transform_output_uri.child(rel + ".out"))
-        if body is None:
-            return ImageStatus(rel, self.missing)
-        try:
-            record = json.loads(body)
-            if not isinstance(record, dict):
-                raise ValueError("not a JSON object")
-        except ValueError as exc:
-            return ImageStatus(rel, _error("invalid_transform_output", f"the job's output is not a record: {exc}"))
-        if "error" in record:
-            return ImageStatus(rel, _error_from(record["error"]))
-        encoded = record.pop("annotated_jpeg_base64", None)
         output = self.plan.output_uri
-        if encoded:
-            try:
-                jpeg = base64.b64decode(encoded, validate=True)
-            except (binascii.Error, ValueError):
-                return ImageStatus(rel, _error("invalid_transform_output", "annotated_jpeg_base64 is not base64"))
-            target = annotated_uri(output, rel)
-            self.s3.put_object(Bucket=target.bucket, Key=target.key, Body=jpeg, ContentType="image/jpeg")
-        _put_json(self.s3, keypoints_uri(output, rel), record)
+        keypoints, annotated = keypoints_uri(output, rel), annotated_uri(output, rel)
+        if not (key_fits(keypoints.key) and key_fits(annotated.key)):
+            return ImageStatus(rel, _key_too_long(keypoints.key))
+        out = self.plan.transform_output_uri.child(rel + ".out")
+        try:
+            body = self.s3.get_object(Bucket=out.bucket, Key=out.key)["Body"]
+        except ClientError as exc:
+            if _missing(exc):
+                return ImageStatus(rel, self.missing)
+            raise
+        try:
+            opened = open_body(body.iter_chunks(READ_CHUNK))
+            if not isinstance(opened.record, dict):
+                raise EnvelopeError("not a JSON object")
+            if "error" in opened.record:
+                return ImageStatus(rel, _error_from(opened.record["error"]))
+            if opened.jpeg is not None:
+                self.s3.upload_fileobj(
+                    opened.jpeg,
+                    annotated.bucket,
+                    annotated.key,
+                    ExtraArgs={"ContentType": "image/jpeg"},
+                    Config=_UPLOAD,
+                )
+        except EnvelopeError as exc:
+            return ImageStatus(rel, _error("invalid_transform_output", f"the job's output is not a record: {exc}"))
+        finally:
+            body.close()
+        _put_json(self.s3, keypoints, opened.record)
         return ImageStatus(rel)
 
-    def _shard(self, shard: Shard) -> list[ImageStatus]:
-        body = read_object(self.s3, self.plan.transform_output_uri.child(shard.rel + ".out"))
-        if body is None:
-            return [ImageStatus(rel, self.missing) for rel in shard.images]
-        lines: dict[str, dict[str, Any]] = {}
-        for raw in body.splitlines():
-            try:
-                line = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(line, dict) and isinstance(line.get("image"), str):
-                lines[line["image"]] = line
+    def _shard(self, page: Page) -> list[ImageStatus]:
+        out = self.plan.transform_output_uri.child(f"{page.shard}.out")
+        try:
+            body = self.s3.get_object(Bucket=out.bucket, Key=out.key)["Body"]
+        except ClientError as exc:
+            if _missing(exc):
+                return [ImageStatus(rel, self.missing) for rel in page.images]
+            raise
+        wanted = {str(self.plan.image_uri(rel)) for rel in page.images}
+        lines: dict[str, tuple[str, dict[str, str] | None]] = {}
+        try:
+            for raw in split_lines(body.iter_chunks(READ_CHUNK)):
+                line = _json_object(raw)
+                image = line.get("image") if line else None
+                if line is not None and isinstance(image, str) and image in wanted:
+                    ok = line.get("status") == "ok"
+                    lines[image] = ("ok", None) if ok else ("error", _error_from(line.get("error")))
+        except EnvelopeError as exc:
+            log.warning("shard %s: %s; its remaining images count as missing", page.shard, exc)
+        finally:
+            body.close()
         outcomes = []
-        for rel in shard.images:
-            line = lines.get(str(self.plan.image_uri(rel)))
-            if line is None:
+        for rel in page.images:
+            found = lines.get(str(self.plan.image_uri(rel)))
+            if found is None:
                 outcomes.append(ImageStatus(rel, _error("missing_result", "the container answered no line for it")))
-            elif line.get("status") == "ok":
-                outcomes.append(ImageStatus(rel))
             else:
-                outcomes.append(ImageStatus(rel, _error_from(line.get("error"))))
+                outcomes.append(ImageStatus(rel, found[1]))
         return outcomes
 
-    def _summary(self, outcomes: list[ImageStatus], finalize_s: float) -> dict[str, Any]:
-        failed = [o for o in outcomes if o.error is not None]
+    # --- the summary ----------------------------------------------------------------------------
+    def summarize(self, extra_s: float = 0.0) -> dict[str, Any]:
+        """Fold every page's outcome into `_SUMMARY.json`: a window of pages at a time, failures capped."""
+        started = time.monotonic()
+        images = done = failed = 0
+        seconds = extra_s
+        failures: list[dict[str, Any]] = []
+        indexes = range(self.plan.page_count)
+        with ThreadPoolExecutor(self.workers) as pool:
+            for start in range(0, len(indexes), _SUMMARY_WINDOW):
+                window = indexes[start : start + _SUMMARY_WINDOW]
+                for index, body in zip(window, pool.map(self._outcome, window), strict=True):
+                    if body is None:  # cannot happen after finalize_pages; say so rather than guess
+                        raise RuntimeError(f"page {index} of {self.plan.job_name} has no outcome")
+                    images += body["images"]
+                    done += body["done"]
+                    failed += len(body["failures"])
+                    seconds += body.get("seconds", 0.0)
+                    failures += body["failures"][: max(0, MAX_FAILURES_LISTED - len(failures))]
+        summary = self._summary(images, done, failed, failures, seconds)
+        summary["timings"]["summarize_seconds"] = round(time.monotonic() - started, 3)
+        _put_json(self.s3, summary_uri(self.plan.output_uri), summary)
+        return summary
+
+    def _outcome(self, index: int) -> dict[str, Any] | None:
+        body = read_object(self.s3, outcome_uri(self.plan, self.status, index))
+        return None if body is None else dict(json.loads(body))
+
+    def _summary(
+        self, images: int, done: int, failed: int, failures: list[dict[str, Any]], finalize_s: float
+    ) -> dict[str, Any]:
         created, started, ended = (
             _epoch(self.job.get(k)) for k in ("CreationTime", "TransformStartTime", "TransformEndTime")
         )
         transform_s = (ended - started) if started is not None and ended is not None else None
-        done = len(outcomes) - len(failed)
         return {
             "job_name": self.plan.job_name,
             "status": self.job.get("TransformJobStatus"),
@@ -153,22 +255,36 @@ class Finalizer:
             "mode": self.plan.mode,
             "input": self.plan.input,
             "output": self.plan.output,
-            "images": len(outcomes),
+            "images": images,
             "done": done,
-            "failed": len(failed),
-            "failures": [
-                {"key": self.plan.image_uri(o.rel).key, "error": o.error} for o in failed[:_MAX_FAILURES_LISTED]
-            ],
+            "failed": failed,
+            "failures": failures,
             "timings": {
                 "created": _iso(created),
                 "started": _iso(started),
                 "ended": _iso(ended),
                 "transform_seconds": None if transform_s is None else round(transform_s, 3),
                 "finalize_seconds": round(finalize_s, 3),
-                "images_per_second": round(len(outcomes) / transform_s, 3) if transform_s else None,
+                "images_per_second": round(images / transform_s, 3) if transform_s else None,
             },
             "finalized_at": _iso(time.time()),
         }
+
+
+def _key_too_long(key: str) -> dict[str, str]:
+    return _error(
+        KeyTooLong.code,
+        f"its output key would be {len(key.encode())} bytes, past S3's limit of 1024: shorten the input key "
+        "or use a shorter output prefix",
+    )
+
+
+def _json_object(raw: bytes) -> dict[str, Any] | None:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _epoch(value: Any) -> float | None:
@@ -194,10 +310,27 @@ def existing_summary(s3: Any, plan: JobPlan, status: str) -> dict[str, Any] | No
     return None
 
 
+def finalize_pages(
+    s3: Any, plan: JobPlan, job: dict[str, Any], *, start: int = 0, deadline: float | None = None
+) -> int | None:
+    """Finalise pages from `start` until all are done (None) or `deadline` (time.monotonic()) has
+    passed; then returns the next page to do. At least one page is done per call, so it always moves."""
+    finalizer = Finalizer(s3, plan, job)
+    index = start
+    while index < plan.page_count:
+        finalizer.run_page(index)
+        index += 1
+        if deadline is not None and time.monotonic() >= deadline and index < plan.page_count:
+            return index
+    return None
+
+
 def finalize(s3: Any, plan: JobPlan, job: dict[str, Any], *, force: bool = False) -> dict[str, Any]:
-    """Finalise once per job and end state; `force` redoes it."""
+    """Finalise the whole job here, with no deadline (the CLI's fallback and the tests); once per job
+    and end state, `force` redoes it."""
     if not force:
         found = existing_summary(s3, plan, str(job.get("TransformJobStatus")))
         if found is not None:
             return found
-    return Finalizer(s3, plan, job).run()
+    finalize_pages(s3, plan, job)
+    return Finalizer(s3, plan, job).summarize()

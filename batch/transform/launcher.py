@@ -16,10 +16,11 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from batch import aws
-from batch.s3_listing import list_keys
+from batch.s3_listing import list_objects
 from batch.s3_uri import S3Uri
 from batch.transform import manifest
 from batch.transform.plan import PLAN_ENV, JobPlan, Mode
+from batch.transform.sizing import PAYLOAD_X_CONCURRENCY, Sizing, images_sizing, key_refusals
 
 log = logging.getLogger(__name__)
 
@@ -104,23 +105,49 @@ def ensure_model(sagemaker: Any, name: str, options: LaunchOptions) -> bool:
     return True
 
 
-def build_plan(s3: Any, options: LaunchOptions, job_name: str) -> JobPlan:
+def build_plan(s3: Any, options: LaunchOptions, job_name: str) -> tuple[JobPlan, Sizing]:
+    """List the inputs, keep out what cannot work (`sizing`), and size the requests."""
     source = S3Uri.parse(options.input, allow_empty_key=True)
     output = S3Uri.parse(options.output, allow_empty_key=True)
     if source.bucket == output.bucket and (
         output.prefix.startswith(source.prefix) or source.prefix.startswith(output.prefix)
     ):
         raise LaunchError(f"the output {output} and the input {source} must not contain each other")
-    keys = list_keys(s3, source)
-    if not keys:
+    sizes = {
+        str(obj["Key"])[len(source.prefix) :]: int(obj["Size"])
+        for obj in list_objects(s3, source.bucket, source.prefix)
+        if not str(obj["Key"]).endswith("/")  # folder markers are not inputs
+    }
+    if not sizes:
         raise LaunchError(f"no objects under {source}: nothing to transform")
     plan = JobPlan(
         job_name=job_name,
         mode=options.mode,
         input=f"s3://{source.bucket}/{source.prefix}",
         output=f"s3://{output.bucket}/{output.prefix}",
-        keys=keys,
     )
+    defaults = MODE_DEFAULTS[options.mode]
+    refused = key_refusals(plan, sorted(sizes))
+    for refusal in refused:
+        del sizes[refusal.rel]
+    if options.mode == "images":
+        sizing, too_large = images_sizing(
+            sizes,
+            default_concurrent=defaults.max_concurrent,
+            default_payload_mb=defaults.max_payload_mb,
+            max_concurrent=options.max_concurrent,
+            max_payload_mb=options.max_payload_mb,
+        )
+        refused += too_large
+    else:
+        payload = defaults.max_payload_mb if options.max_payload_mb is None else options.max_payload_mb
+        sizing = Sizing(options.max_concurrent or defaults.max_concurrent, payload)
+    if sizing.max_concurrent * sizing.max_payload_mb > PAYLOAD_X_CONCURRENCY:
+        raise LaunchError("MaxConcurrentTransforms x MaxPayloadInMB must not exceed 100 (SageMaker's limit)")
+    plan.refused = sorted(refused, key=lambda r: r.rel)
+    plan.keys = sorted(set(sizes) - {r.rel for r in plan.refused})
+    if not plan.keys:
+        raise LaunchError(f"none of the {len(plan.refused)} objects under {source} can be transformed: {refused[0]}")
     if options.mode == "manifest":
         plan.shards = manifest.build_shards(
             plan,
@@ -128,11 +155,19 @@ def build_plan(s3: Any, options: LaunchOptions, job_name: str) -> JobPlan:
             shards_per_instance=options.shards_per_instance,
             max_images_per_shard=options.max_images_per_shard,
         )
-    return plan
+    return plan, sizing
 
 
-def transform_request(options: LaunchOptions, plan: JobPlan, model_name: str) -> dict[str, Any]:
+def transform_request(
+    options: LaunchOptions, plan: JobPlan, model_name: str, sizing: Sizing | None = None
+) -> dict[str, Any]:
     defaults = MODE_DEFAULTS[options.mode]
+    sizing = sizing or Sizing(
+        options.max_concurrent or defaults.max_concurrent,
+        defaults.max_payload_mb if options.max_payload_mb is None else options.max_payload_mb,
+    )
+    # Refusals in images mode: the job is given a ManifestFile of the images it can carry, not the prefix.
+    data_type = "ManifestFile" if plan.mode == "images" and plan.refused else "S3Prefix"
     environment = {**options.environment, PLAN_ENV: str(plan.plan_uri)}
     if options.mode == "images":
         # The container is not told the input key: the annotated JPEG travels inside the .out
@@ -144,8 +179,8 @@ def transform_request(options: LaunchOptions, plan: JobPlan, model_name: str) ->
     return {
         "TransformJobName": plan.job_name,
         "ModelName": model_name,
-        "MaxConcurrentTransforms": options.max_concurrent or defaults.max_concurrent,
-        "MaxPayloadInMB": defaults.max_payload_mb if options.max_payload_mb is None else options.max_payload_mb,
+        "MaxConcurrentTransforms": sizing.max_concurrent,
+        "MaxPayloadInMB": sizing.max_payload_mb,
         "BatchStrategy": defaults.batch_strategy,
         "ModelClientConfig": {
             "InvocationsTimeoutInSeconds": options.timeout_s,
@@ -153,7 +188,7 @@ def transform_request(options: LaunchOptions, plan: JobPlan, model_name: str) ->
         },
         "Environment": environment,
         "TransformInput": {
-            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": str(plan.transform_input_uri)}},
+            "DataSource": {"S3DataSource": {"S3DataType": data_type, "S3Uri": str(plan.transform_input_uri)}},
             "ContentType": defaults.content_type,
             "SplitType": defaults.split_type,
             "CompressionType": "None",
@@ -171,19 +206,29 @@ def transform_request(options: LaunchOptions, plan: JobPlan, model_name: str) ->
 
 
 def launch(options: LaunchOptions, *, s3: Any = None, sagemaker: Any = None) -> JobPlan:
-    """Write the plan (and manifests), ensure the model, create the job; returns the plan."""
+    """Write the plan (and manifests), ensure the model, create the job; returns the plan. Inputs the
+    job cannot carry are in `plan.refused`: the finaliser gives them their error records."""
     s3 = s3 or aws.client("s3")
     sagemaker = sagemaker or aws.client("sagemaker")
     job_name = options.job_name or default_job_name(options.mode)
-    plan = build_plan(s3, options, job_name)
-    request = transform_request(options, plan, options.model_name or default_model_name(options))
-    if request["MaxConcurrentTransforms"] * request["MaxPayloadInMB"] > 100:
-        raise LaunchError("MaxConcurrentTransforms x MaxPayloadInMB must not exceed 100 (SageMaker's limit)")
+    plan, sizing = build_plan(s3, options, job_name)
+    request = transform_request(options, plan, options.model_name or default_model_name(options), sizing)
     if plan.mode == "manifest":
         manifest.write_shards(s3, plan)
+    elif plan.refused:
+        uri = plan.input_manifest_uri
+        body = json.dumps([{"prefix": plan.input}, *plan.keys], ensure_ascii=False).encode()
+        s3.put_object(Bucket=uri.bucket, Key=uri.key, Body=body, ContentType="application/json")
     plan.save(s3)
     if ensure_model(sagemaker, request["ModelName"], options):
         log.info("created model %s", request["ModelName"])
     sagemaker.create_transform_job(**request)
-    log.info("created transform job %s over %d images", job_name, len(plan.keys))
+    log.info(
+        "created transform job %s over %d images (%d refused; %d x %d MB requests)",
+        job_name,
+        len(plan.keys),
+        len(plan.refused),
+        sizing.max_concurrent,
+        sizing.max_payload_mb,
+    )
     return plan

@@ -3,18 +3,24 @@
     OUTPUT/keypoints/<rel>.json            result or error record per input image (user-facing)
     OUTPUT/annotated/<rel>                 annotated JPEG per input image (user-facing)
     OUTPUT/_SUMMARY.json                   counts, failures, timings of the last job
-    OUTPUT/_transform/<job>/plan.json      what the launcher submitted (this module)
+    OUTPUT/_transform/<job>/plan.json      what the launcher submitted: the header (this module)
+    OUTPUT/_transform/<job>/plan/page-N.json  the plan's pages: which images, which shard, refusals
+    OUTPUT/_transform/<job>/input.manifest images mode with refusals: the job's ManifestFile input
     OUTPUT/_transform/<job>/manifests/     manifest mode: the JSON Lines shards (the job's input)
     OUTPUT/_transform/<job>/out/           the job's S3OutputPath: `<rel>.out` files
+    OUTPUT/_transform/<job>/finalized/<status>/page-N.json  the finaliser's outcome per page
 
 The plan records every input key at launch time, so the finaliser can give each one a result or an
-error record even when the job produced nothing for it. Its location travels in the job's
-Environment (`POSEBATCH_PLAN`), which the serving container ignores.
+error record even when the job produced nothing for it. It is paged (at most `PAGE_SIZE` images, or
+one manifest shard, per page) so that the finaliser reads it a page at a time, whatever the job's
+size. Its header's location travels in the job's Environment (`POSEBATCH_PLAN`), which the serving
+container ignores.
 """
 
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -23,7 +29,8 @@ from batch.s3_uri import S3Uri
 
 Mode = Literal["images", "manifest"]
 PLAN_ENV = "POSEBATCH_PLAN"
-PLAN_VERSION = 1
+PLAN_VERSION = 2
+PAGE_SIZE = 256  # images per page in images mode; a page is bounded work for one finaliser step
 
 
 # The transform job states SageMaker never leaves.
@@ -54,14 +61,47 @@ class Shard:
     images: list[str]
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """An input the launcher kept out of the job, and why (its error record's code and message)."""
+
+    rel: str
+    code: str
+    message: str
+
+
+@dataclass
+class Page:
+    """One page of the plan: images the job was given (with their shard in manifest mode), and refusals."""
+
+    images: list[str] = field(default_factory=list)
+    shard: str | None = None
+    refused: list[Refusal] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Page:
+        data: dict[str, Any] = json.loads(text)
+        refused = [Refusal(r["rel"], r["code"], r["message"]) for r in data.get("refused", [])]
+        return cls(images=list(data.get("images", [])), shard=data.get("shard"), refused=refused)
+
+
 @dataclass
 class JobPlan:
+    """The launcher holds it whole (`keys`, `shards`, `refused`); the header alone is saved as
+    `plan.json` and the rest as pages, which readers load one at a time (`page`)."""
+
     job_name: str
     mode: Mode
     input: str
     output: str
     keys: list[str] = field(default_factory=list)
     shards: list[Shard] = field(default_factory=list)
+    refused: list[Refusal] = field(default_factory=list)
+    page_count: int = 0
+    image_count: int = 0
     version: int = PLAN_VERSION
 
     @property
@@ -85,39 +125,78 @@ class JobPlan:
         return self.root.child("manifests/")
 
     @property
+    def input_manifest_uri(self) -> S3Uri:
+        """Images mode with refusals: SageMaker's ManifestFile listing the images the job is given."""
+        return self.root.child("input.manifest")
+
+    @property
     def transform_output_uri(self) -> S3Uri:
         return self.root.child("out/")
 
     @property
     def transform_input_uri(self) -> S3Uri:
-        return self.manifests_uri if self.mode == "manifest" else self.input_uri
+        if self.mode == "manifest":
+            return self.manifests_uri
+        return self.input_manifest_uri if self.refused else self.input_uri
 
     def image_uri(self, rel: str) -> S3Uri:
         return self.input_uri.child(rel)
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False)
+    def page_uri(self, index: int) -> S3Uri:
+        return self.root.child(f"plan/page-{index:06d}.json")
+
+    def pages(self) -> list[Page]:
+        """The launcher's pages: images mode in runs of PAGE_SIZE keys, manifest mode one per shard,
+        then the refusals in runs of PAGE_SIZE."""
+        if self.mode == "manifest":
+            pages = [Page(images=shard.images, shard=shard.rel) for shard in self.shards]
+        else:
+            pages = [Page(images=self.keys[i : i + PAGE_SIZE]) for i in range(0, len(self.keys), PAGE_SIZE)]
+        pages += [Page(refused=self.refused[i : i + PAGE_SIZE]) for i in range(0, len(self.refused), PAGE_SIZE)]
+        return pages
+
+    def header_json(self) -> str:
+        header = {k: v for k, v in asdict(self).items() if k not in ("keys", "shards", "refused")}
+        return json.dumps(header, ensure_ascii=False)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> JobPlan:
+        """The header (`plan.json`): no keys; read them page by page."""
         data: dict[str, Any] = json.loads(text)
         if data.get("version") != PLAN_VERSION:
             raise ValueError(f"unsupported job plan version {data.get('version')!r}")
-        shards = [Shard(rel=s["rel"], images=list(s["images"])) for s in data.get("shards", [])]
         return cls(
             job_name=data["job_name"],
             mode=data["mode"],
             input=data["input"],
             output=data["output"],
-            keys=list(data.get("keys", [])),
-            shards=shards,
+            page_count=int(data["page_count"]),
+            image_count=int(data["image_count"]),
         )
 
     def save(self, s3: Any) -> None:
+        """The pages (in parallel), then the header that counts them."""
+        pages = self.pages()
+        self.page_count = len(pages)
+        self.image_count = len(self.keys) + len(self.refused)
+
+        def put(item: tuple[int, Page]) -> None:
+            uri = self.page_uri(item[0])
+            s3.put_object(Bucket=uri.bucket, Key=uri.key, Body=item[1].to_json().encode(), ContentType=_JSON)
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(put, enumerate(pages)))
         uri = self.plan_uri
-        s3.put_object(Bucket=uri.bucket, Key=uri.key, Body=self.to_json().encode(), ContentType="application/json")
+        s3.put_object(Bucket=uri.bucket, Key=uri.key, Body=self.header_json().encode(), ContentType=_JSON)
 
     @classmethod
     def load(cls, s3: Any, uri: S3Uri) -> JobPlan:
         body = s3.get_object(Bucket=uri.bucket, Key=uri.key)["Body"].read()
         return cls.from_json(body)
+
+    def page(self, s3: Any, index: int) -> Page:
+        uri = self.page_uri(index)
+        return Page.from_json(s3.get_object(Bucket=uri.bucket, Key=uri.key)["Body"].read())
+
+
+_JSON = "application/json"

@@ -319,3 +319,31 @@ def test_ctrl_c_on_submit_wait_keeps_what_finished_and_says_what_runs_on(stack: 
     assert "Traceback" not in said
     lines = [json.loads(line) for line in out.read_text().splitlines()]  # every printed line is whole JSON
     assert all(line["status"] in ("ok", "error") for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("reason", "final"),
+    [
+        ("ServerError: the model container did not answer: Connection refused", False),  # retried: wait on
+        ("The invocation timed out", False),
+        ("ClientError: Received client error (400) from primary", True),  # the container refused it: final
+    ],
+)
+def test_a_failure_the_error_handler_retries_is_not_the_final_outcome(stack: Any, reason: str, final: bool) -> None:
+    """`submit --wait` must not report a dead container's failure while the error handler retries the
+    request under the same id: only the record at the mirrored key (or a non-retried failure) is final."""
+    import asyncio
+
+    from batch.async_client import Submission
+    from batch.async_inference.layout import AsyncLayout
+
+    s3 = stack.client("s3")
+    placement = AsyncLayout.create(f"s3://{BUCKET}/", f"s3://{BUCKET}/{OUT}").place(BUCKET, "retried/p.jpg")
+    assert placement is not None
+    failure = f"s3://{BUCKET}/{OUT}_async/failures/retried.out"
+    s3.put_object(Bucket=BUCKET, Key=failure.split("/", 3)[3], Body=reason.encode())
+    submission = Submission(placement, "retried-id", f"s3://{BUCKET}/{OUT}_async/r.out", failure, time.time())
+    client = AsyncPoseClient(stack.deployment.endpoint_name, clients=stack.client)
+    message = {"inferenceId": "retried-id", "invocationStatus": "Failed", "failureReason": reason}
+    outcome, is_final = asyncio.run(client._outcome(submission, message))
+    assert outcome.error is not None and is_final is final

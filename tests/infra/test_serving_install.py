@@ -77,7 +77,7 @@ def blocked_modules() -> set[str]:
 
 def test_blocked_set_is_what_only_extras_bring() -> None:
     blocked = blocked_modules()
-    assert {"moto", "sagemaker", "pytest", "cfnlint", "pycocotools"} <= blocked
+    assert {"moto", "pytest", "cfnlint", "pycocotools"} <= blocked
     assert not {"ultralytics", "torch", "fastapi", "uvicorn", "boto3", "pydantic", "onnxruntime"} & blocked
 
 

@@ -120,8 +120,8 @@ def test_batch_transform_turns_bad_images_into_error_records(
     bad = post(url, b"not an image")
     assert bad.status_code == 200
     assert bad.json()["error"]["code"] == "invalid_image"
-    good = post(url, sample_images["zidane.jpg"]).json()
-    assert good["persons"]
+    good = post(url, sample_images["zidane.jpg"]).json()  # the transport envelope (batch.transport_envelope)
+    assert good["record"]["persons"] and "annotated_jpeg_base64" not in good["record"]
     embedded = Image.open(io.BytesIO(__import__("base64").b64decode(good["annotated_jpeg_base64"])))
     assert embedded.size == (1280, 720)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from PIL import Image
 
 from batch.commands.transform import execute
+from batch.orchestration_settings import FINALIZE_BUDGET_S
 from batch.output_layout import annotated_key
 from batch.transform.launcher import LaunchError, LaunchOptions
 from tests.builders import encode, gradient
@@ -35,6 +37,8 @@ def build_inputs(sample_images: dict[str, bytes]) -> dict[str, bytes]:
         "with space/bus copy.jpg": sample_images["bus.jpg"],
         "ünïcødé/zidané 2.png": zidane_png,
         "top level.jpg": encode(gradient(320, 240), "JPEG"),
+        # Line separators are legal in S3 keys: the manifest line holding it must stay one line.
+        "line\u2028sep\x85/bus.jpg": sample_images["bus.jpg"],
         CORRUPT[0]: b"this is not an image",
         CORRUPT[1]: b"",
     }
@@ -47,6 +51,15 @@ class Run:
     summary: dict[str, Any]
     outputs: dict[str, bytes]
     inputs: dict[str, bytes]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_page_per_invocation() -> Iterator[None]:
+    """The completion handler finalises one page per invocation here, so a job of several pages (manifest
+    mode: one per shard) goes through the continuation events, as a large job does on AWS."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(FINALIZE_BUDGET_S, "0")
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +124,7 @@ def test_corrupt_files_get_error_records(run: Run) -> None:
 def test_summary_counts_every_image_once(run: Run) -> None:
     summary = json.loads(run.outputs["_SUMMARY.json"])
     assert summary == run.summary
-    assert (summary["images"], summary["done"], summary["failed"]) == (7, 5, 2)
+    assert (summary["images"], summary["done"], summary["failed"]) == (8, 6, 2)
     assert sorted(f["key"] for f in summary["failures"]) == sorted(INPUT + rel for rel in CORRUPT)
     assert summary["timings"]["transform_seconds"] > 0 and summary["timings"]["images_per_second"] > 0
 
@@ -121,7 +134,7 @@ def test_one_sns_notification_with_the_status(run: Run, transform_stack: Transfo
     assert len(envelopes) == 1
     assert envelopes[0]["Subject"].endswith(": Completed")
     message = envelopes[0]["Message"]
-    assert "7 in total, 5 done, 2 failed" in message
+    assert "8 in total, 6 done, 2 failed" in message
     assert f"s3://{transform_stack.bucket}/e2e/output-{run.mode}/" in message
 
 
@@ -142,12 +155,16 @@ def test_results_equal_the_direct_servers(run: Run, server_factory: ServerFactor
             )
 
 
-def test_a_failed_file_fails_the_job_and_still_gets_an_error_record(
-    transform_stack: TransformStack, sample_images: dict[str, bytes]
+def test_what_the_job_cannot_carry_is_refused_before_it_starts_and_the_job_completes(
+    transform_stack: TransformStack, sample_images: dict[str, bytes], capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """A file over the payload limit (images mode), a key whose mirrored key passes S3's 1,024 bytes:
+    each is flagged at launch, gets its error record or summary entry, and the others finish."""
     s3, bucket = transform_stack.stack.client("s3"), transform_stack.bucket
+    long_rel = "deep/" + "x" * 1000 + ".jpg"
     s3.put_object(Bucket=bucket, Key="big/ok.jpg", Body=sample_images["zidane.jpg"])
     s3.put_object(Bucket=bucket, Key="big/huge.bin", Body=os.urandom(1024 * 1024 + 1))
+    s3.put_object(Bucket=bucket, Key=f"big/{long_rel}", Body=sample_images["bus.jpg"])
     options = LaunchOptions(
         input=f"s3://{bucket}/big/",
         output=f"s3://{bucket}/big-out/",
@@ -157,13 +174,18 @@ def test_a_failed_file_fails_the_job_and_still_gets_an_error_record(
     code, summary = execute(
         options, wait=True, poll_s=0.5, summary_wait_s=90, show_progress=False, clients=transform_stack.stack.client
     )
-    assert code == 1 and summary is not None
-    assert summary["status"] == "Failed" and "huge.bin" in summary["failure_reason"]
-    assert (summary["done"], summary["failed"]) == (1, 1)
+    warning = capsys.readouterr().err
+    assert "2 input(s) kept out of the job" in warning and "huge.bin" in warning and "key_too_long" in warning
+    assert code == 0 and summary is not None and summary["status"] == "Completed"
+    assert (summary["done"], summary["failed"]) == (1, 2)
+    codes = {f["key"]: f["error"]["code"] for f in summary["failures"]}
+    assert codes == {"big/huge.bin": "payload_too_large", f"big/{long_rel}": "key_too_long"}
     record = json.loads(s3.get_object(Bucket=bucket, Key="big-out/keypoints/huge.bin.json")["Body"].read())
-    assert record["error"]["code"] == "no_transform_output"
+    assert record["error"]["code"] == "payload_too_large" and "--mode manifest" in record["error"]["message"]
+    assert json.loads(s3.get_object(Bucket=bucket, Key="big-out/keypoints/ok.jpg.json")["Body"].read())["persons"]
     envelopes = transform_stack.notifications.wait_for(summary["job_name"])
-    assert [e["Subject"].rsplit(": ", 1)[1] for e in envelopes] == ["Failed"]
+    assert [e["Subject"].rsplit(": ", 1)[1] for e in envelopes] == ["Completed"]
+    assert "key_too_long" in envelopes[0]["Message"]
 
 
 @pytest.mark.parametrize(

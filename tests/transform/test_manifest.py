@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 
 from batch.local.moto_server import MotoServer
+from batch.manifest_line import ManifestLine
 from batch.s3_listing import list_keys
 from batch.s3_uri import S3Uri
 from batch.transform.manifest import build_shards, manifest_line, shard_count, split_evenly
-from batch.transform.plan import JobPlan
+from batch.transform.plan import JobPlan, Refusal
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +57,24 @@ def test_shards_cover_every_key_once_with_the_container_line_format() -> None:
     }
 
 
-def test_plan_round_trips() -> None:
-    plan = JobPlan("job", "manifest", "s3://bkt/in/", "s3://bkt/out/", keys=["a"])
+def test_plan_round_trips_through_its_pages(s3: Any) -> None:
+    plan = JobPlan("job", "manifest", "s3://bucket/in/", "s3://bucket/out/", keys=["a", "b\u2028c"])
     plan.shards = build_shards(plan, 1)
-    assert JobPlan.from_json(plan.to_json()) == plan
-    assert str(plan.transform_output_uri) == "s3://bkt/out/_transform/job/out/"
-    assert str(plan.transform_input_uri) == "s3://bkt/out/_transform/job/manifests/"
+    plan.refused = [Refusal("long", "key_too_long", "too long")]
+    plan.save(s3)
+    loaded = JobPlan.load(s3, plan.plan_uri)
+    assert (loaded.job_name, loaded.mode, loaded.page_count, loaded.image_count) == ("job", "manifest", 3, 3)
+    pages = [loaded.page(s3, i) for i in range(loaded.page_count)]
+    assert [(p.shard, p.images) for p in pages[:2]] == [(s.rel, s.images) for s in plan.shards]
+    assert pages[2].refused == plan.refused
+    assert str(plan.transform_output_uri) == "s3://bucket/out/_transform/job/out/"
+    assert str(plan.transform_input_uri) == "s3://bucket/out/_transform/job/manifests/"
+
+
+def test_manifest_lines_keep_line_separators_inside_keys() -> None:
+    """The writer leaves U+2028/U+2029/U+0085 raw; split on "\\n" the line comes back whole."""
+    odd = "in/a\u2028b\u2029c\x85d.jpg"
+    line = ManifestLine(S3Uri.parse(f"s3://bkt/{odd}"), S3Uri.parse(f"s3://bkt/out/{odd}.json"))
+    body = line.to_json() + "\n" + line.to_json() + "\n"
+    assert len(body.splitlines()) > 2  # what the old splitter did
+    assert [ManifestLine.parse(text) for text in body.split("\n") if text.strip()] == [line, line]
