@@ -11,7 +11,19 @@ JPEG = "image/jpeg"
 JSON_LINES = "application/jsonlines"
 
 # Image bodies: decoded by sniffing the bytes, so any of these may carry any supported format.
-IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff", "application/x-image")
+IMAGE_TYPES = (
+    "image/jpeg",
+    "image/png",
+    "image/webp",
+    "image/bmp",
+    "image/tiff",
+    "image/gif",
+    "image/heic",
+    "image/heif",
+    "image/avif",
+    "image/mpo",
+    "application/x-image",
+)
 # Manifest bodies: one S3 reference per line (Batch Transform SplitType=Line).
 JSON_LINES_TYPES = (JSON_LINES, "application/x-jsonlines", "application/json-lines", "application/jsonl")
 ACCEPT_TYPES = (JSON, JPEG)
@@ -26,6 +38,11 @@ IMAGE_EXTENSIONS = {
     "bmp": "image/bmp",
     "tif": "image/tiff",
     "tiff": "image/tiff",
+    "gif": "image/gif",  # animated: the first frame
+    "heic": "image/heic",  # iPhone photos
+    "heif": "image/heif",
+    "avif": "image/avif",
+    "mpo": "image/mpo",  # multi-picture JPEG (cameras): the first picture
 }
 
 

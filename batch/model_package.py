@@ -7,20 +7,45 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from batch.inference.keypoints import KEYPOINTS_FILE
+
 MODEL_KEY = "models/posebatch/model.tar.gz"
 DEFAULT_MODEL = "yolo11n-pose.pt"  # downloaded by Ultralytics when no checkpoint is given
 
 
 def package_checkpoint(checkpoint: Path, output: Path) -> Path:
-    """The checkpoint at the archive's root, so it lands at /opt/ml/model/<name>.pt (found by the container)."""
+    """The checkpoint at the archive's root, so it lands at /opt/ml/model/<name>.pt (found by the container),
+    with the `keypoints.yaml` beside it when there is one (names and skeleton of a non-COCO keypoint set;
+    `batch/inference/keypoints.py`), checked before it is packed."""
     if not checkpoint.is_file():
         raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
     if checkpoint.suffix != ".pt":
         raise ValueError(f"expected an Ultralytics .pt checkpoint, got {checkpoint.name}")
+    keypoints = keypoints_file_for(checkpoint)
     output.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(output, "w:gz") as tar:
         tar.add(checkpoint, arcname=checkpoint.name, filter=_readable_by_the_container)
+        if keypoints is not None:
+            tar.add(keypoints, arcname=KEYPOINTS_FILE, filter=_readable_by_the_container)
     return output
+
+
+def keypoints_file_for(checkpoint: Path) -> Path | None:
+    """The keypoints.yaml beside `checkpoint`, if any; ValueError if it is malformed (a YAML mapping of
+    `names` and/or `skeleton`). Whether it fits the model's keypoint count is checked when the container
+    loads the model (that needs the checkpoint loaded)."""
+    path = checkpoint.parent / KEYPOINTS_FILE
+    if not path.is_file():
+        return None
+    try:
+        content = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(content, dict) or not content or not set(content) <= {"names", "skeleton"}:
+        raise ValueError(f"{path} must be a mapping with `names` and/or `skeleton` (see README, keypoint sets)")
+    return path
 
 
 def upload_model(s3: Any, bucket: str, checkpoint: Path, workdir: Path) -> str:

@@ -8,7 +8,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Keypoint = tuple[float, float, float]
-# Bumped when a record changes shape; readers can tell which fields to expect. 2: `source`, `schema_version`.
+# Bumped when a record changes shape; readers can tell which fields to expect. 2: `source`, `schema_version`,
+# `frames` (all optional or defaulted).
 SCHEMA_VERSION = 2
 
 
@@ -70,6 +71,11 @@ class PoseResult(BaseModel):
     skeleton: list[tuple[int, int]] = Field(description="Pairs of keypoint indices to connect.")
     persons: list[Person]
     thresholds: Thresholds
+    frames: int | None = Field(
+        None,
+        description="How many frames or pictures the input holds, when more than one (animated GIF/WebP, "
+        "MPO, HEIF sequences): only the first (primary) one was posed. Absent for single-frame images.",
+    )
 
 
 class ErrorDetail(BaseModel):

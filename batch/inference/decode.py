@@ -10,6 +10,13 @@ Two steps, so that the caller can reserve memory between them (see `pixel_budget
    model. Other formats are decoded in full. `DecodedImage.scale` says how many original pixels one
    decoded pixel stands for, so results can be mapped back to original pixels.
 
+Formats: JPEG (and MPO, the multi-picture JPEG of cameras), PNG, WebP, BMP, TIFF, GIF, AVIF (built into
+Pillow >= 11.3) and HEIF/HEIC (the iPhone default, through the `pillow-heif` plugin). Every opener reads
+the size from the header without decoding, so the pixel limit holds for each. Files of several frames
+(animated GIF/WebP, MPO, HEIF sequences) decode their first (primary) frame only; `Source.frames` says
+how many there were, so the record can say so. libheif applies a HEIF's rotation (irot/imir) itself and
+pillow-heif then resets the EXIF orientation to 1, so `exif_transpose` below never rotates it twice.
+
 Modes are normalised the way OpenCV's `imread` (what Ultralytics reads with) does: alpha dropped,
 palette/CMYK/grayscale to RGB, 16-bit scaled to 8-bit. Conversions avoid float64 and whole-image
 temporaries: the Pillow image is closed as soon as its pixels are in numpy.
@@ -25,12 +32,14 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+from pillow_heif import register_heif_opener
 
 from batch.errors import EmptyBody, ImageTooLarge, InvalidImage
 
 try:
     # Ultralytics patches `Image.open` to pip-install a HEIF plugin when Pillow cannot identify the
-    # data; a server must never do that on bad input, so use Pillow's own opener.
+    # data; a server must never do that on bad input, so use Pillow's own opener. HEIF is registered
+    # below by pillow-heif itself (it adds an opener to Pillow's table and does not touch `Image.open`).
     from ultralytics.utils.patches import _image_open as _pil_open
 except ImportError:  # pragma: no cover - other Ultralytics versions
     _pil_open = Image.open
@@ -38,8 +47,13 @@ except ImportError:  # pragma: no cover - other Ultralytics versions
 # Our own limit (settings) is the one that matters; Pillow's is only a last line of defence.
 Image.MAX_IMAGE_PIXELS = None
 Image.init()  # register every plugin now, so `formats=` below can name them
+# The primary image only: no embedded thumbnails, depth maps or auxiliary (HDR gain) images read or kept.
+register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
 
-_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")  # JPEG covers multi-picture (MPO) files
+# JPEG covers multi-picture (MPO) files: Pillow's JPEG opener answers an MPO image for them.
+_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "AVIF", "HEIF")
+_FORMAT_NAMES = "JPEG, MPO, PNG, WebP, BMP, TIFF, GIF, AVIF, HEIC/HEIF"
+_BUDGET_WEIGHT = {"AVIF": 1.25, "HEIF": 1.25}  # AV1/HEVC decoders: YUV planes and their own RGB buffer
 _DCT_SCALES = (8, 4, 2)  # libjpeg's reductions that Pillow's draft() offers, largest first
 _ROTATED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 
@@ -51,6 +65,7 @@ class Source:
     image: Image.Image
     width: int  # upright (EXIF orientation applied), original pixels
     height: int
+    frames: int = 1  # frames or pictures in the file; only the first is decoded
 
     @property
     def format(self) -> str:
@@ -70,7 +85,11 @@ class Source:
         return next((s for s in _DCT_SCALES if -(-longer // s) >= min_side), 1)
 
     def pixels_at(self, scale: int) -> int:
-        return -(-self.width // scale) * -(-self.height // scale)
+        """What decoding at `scale` costs in the pixel budget: its pixels, weighted for codecs whose
+        decoders hold their own planes besides Pillow's (AVIF measured 12.2 bytes per pixel at peak for a
+        12 MP photo, HEIC 9.9, PNG 10.0; the budget's bound assumes at most 12, README "Photos and memory")."""
+        pixels = -(-self.width // scale) * -(-self.height // scale)
+        return int(pixels * _BUDGET_WEIGHT.get(self.format, 1.0))
 
 
 @dataclass(frozen=True)
@@ -109,7 +128,8 @@ def open_image(data: bytes, *, max_pixels: int) -> Source:
             raise ImageTooLarge(f"image is {width}x{height} = {width * height:,} pixels; the limit is {max_pixels:,}")
         if image.getexif().get(0x0112, 1) in _ROTATED:
             width, height = height, width
-        return Source(image, width, height)
+        # Counting frames reads the container (GIF: skips through its blocks), never decodes them.
+        return Source(image, width, height, max(1, int(getattr(image, "n_frames", 1))))
 
 
 def decode(source: Source, *, scale: int = 1) -> DecodedImage:
@@ -181,7 +201,7 @@ def _decode_errors() -> Iterator[None]:
     except (ImageTooLarge, InvalidImage):
         raise
     except UnidentifiedImageError:
-        raise InvalidImage("the body is not an image in a supported format (JPEG, PNG, WebP, BMP, TIFF)") from None
+        raise InvalidImage(f"the body is not an image in a supported format ({_FORMAT_NAMES})") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         # Truncated or corrupt data: Pillow raises OSError ("image file is truncated") and friends.
         raise InvalidImage(f"the image could not be decoded: {_short(exc)}") from None

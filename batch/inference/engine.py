@@ -155,11 +155,14 @@ class PoseEngine:
             del item  # the canvas is not needed any more
             if isinstance(outcome, PoseError):
                 raise outcome
+            result = outcome.result
+            if planned.source.frames > 1:  # the record says that only the first frame was posed
+                result = result.model_copy(update={"frames": planned.source.frames})
             jpeg = None
             if annotate and outcome.keep is not None:
                 quality = self.settings.annotated_jpeg_quality
-                jpeg = await loop.run_in_executor(self.cpu_pool, annotated_jpeg, outcome.keep, outcome.result, quality)
-        return Prediction(outcome.result, jpeg)
+                jpeg = await loop.run_in_executor(self.cpu_pool, annotated_jpeg, outcome.keep, result, quality)
+        return Prediction(result, jpeg)
 
     async def close(self) -> None:
         await self._batcher.close()

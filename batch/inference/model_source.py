@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from batch.errors import ModelLoadError
-from batch.inference.keypoints import keypoint_names, skeleton
+from batch.inference.keypoints import KEYPOINTS_FILE, Declared, from_checkpoint, from_file, keypoint_set
 from batch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -76,15 +76,17 @@ def load_yolo(source: str) -> Any:
 def describe(yolo: Any, source: str) -> ModelInfo:
     module = yolo.model
     count, dims = (int(v) for v in module.kpt_shape)
-    names_attr = getattr(module, "kpt_names", None) or (getattr(module, "yaml", {}) or {}).get("kpt_names")
-    names = keypoint_names(count, list(names_attr) if isinstance(names_attr, list | tuple) else None)
+    # Names and skeleton: the checkpoint's own, else keypoints.yaml beside it, else COCO's or generic.
+    beside = from_file(Path(source).parent / KEYPOINTS_FILE, count) if Path(source).is_file() else Declared()
+    keypoints = keypoint_set(count, from_checkpoint(module, count), beside)
+    log.info("%d keypoints; names and skeleton (%d edges) from %s", count, len(keypoints.skeleton), keypoints.origin)
     return ModelInfo(
         source=source,
         name=Path(source).name,
         num_keypoints=count,
         keypoint_dims=dims,
-        keypoint_names=tuple(names),
-        skeleton=tuple(skeleton(count)),
+        keypoint_names=keypoints.names,
+        skeleton=keypoints.skeleton,
         num_classes=len(module.names),
         stride=int(max(module.stride)) if hasattr(module, "stride") else 32,
         end2end=bool(getattr(module, "end2end", False)),
