@@ -12,6 +12,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from batch.inference.keypoints import KEYPOINTS_FILE
 from batch.model_package import package_checkpoint
 from batch.s3_uri import S3Uri
 
@@ -62,11 +63,12 @@ def ensure_bucket(s3: Any, bucket: str, region: str) -> bool:
     return True
 
 
-def _sha256(path: Path) -> str:
+def _sha256(*paths: Path) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    for path in paths:
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
     return digest.hexdigest()
 
 
@@ -88,8 +90,8 @@ def upload_content_addressed(s3: Any, bucket: str, path: Path, stem: str, suffix
 
 def model_artifact(s3: Any, bucket: str, model: str) -> S3Uri:
     """The model.tar.gz URI: an `s3://` URI as given, a `.tar.gz` uploaded, a `.pt` checkpoint packed
-    with `batch.model_package` then uploaded (keyed by the checkpoint's hash: gzip headers carry a
-    time stamp, and a new key would replace the endpoint's model on every deploy)."""
+    with `batch.model_package` then uploaded (keyed by the hash of the checkpoint and its keypoints.yaml:
+    gzip headers carry a time stamp, and a new key would replace the endpoint's model on every deploy)."""
     if model.startswith("s3://"):
         return S3Uri.parse(model)
     path = Path(model)
@@ -97,7 +99,10 @@ def model_artifact(s3: Any, bucket: str, model: str) -> S3Uri:
         raise FileNotFoundError(f"model {model} is neither an s3:// URI nor a file")
     if path.name.endswith(".tar.gz"):
         return upload_content_addressed(s3, bucket, path, "model", ".tar.gz")
-    key = f"{ARTIFACTS_PREFIX}model-{path.stem}-{_sha256(path)[:16]}.tar.gz"
+    # The keypoints.yaml packed beside the checkpoint is part of the model: a change to it is a new key.
+    keypoints = path.parent / KEYPOINTS_FILE
+    packed_files = (path, keypoints) if keypoints.is_file() else (path,)
+    key = f"{ARTIFACTS_PREFIX}model-{path.stem}-{_sha256(*packed_files)[:16]}.tar.gz"
     if not _exists(s3, bucket, key):
         with tempfile.TemporaryDirectory() as tmp:
             packed = package_checkpoint(path, Path(tmp) / "model.tar.gz")
