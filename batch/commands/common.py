@@ -4,6 +4,7 @@ and how an exception becomes one message a user can act on (`explain`; `batch.cl
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -74,3 +75,14 @@ def _explain_aws(exc: BaseException) -> tuple[int, str] | None:
             return EXIT_USAGE, f"access denied by AWS ({exc.operation_name}): check your credentials and permissions"
         return EXIT_USAGE, f"AWS refused {exc.operation_name}: {code}: {message}"
     return None
+
+
+def write_report(location: str, s3: Any, *, to_stderr: bool = False) -> None:
+    """`_REPORT.html` at an output root (beside `_SUMMARY.json` for a job); a report that fails is said,
+    never raised: the results stand without it. `to_stderr` where stdout holds only JSON lines."""
+    from batch.report import build_report
+
+    try:
+        print(f"report:   {build_report(location, s3=s3).location}", file=sys.stderr if to_stderr else sys.stdout)
+    except Exception as exc:
+        print(f"report not written: {type(exc).__name__}: {exc}", file=sys.stderr)

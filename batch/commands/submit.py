@@ -14,7 +14,14 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from batch.commands.common import EXIT_FAILED, EXIT_INTERRUPTED, UserError, add_local_arguments, local_home
+from batch.commands.common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    UserError,
+    add_local_arguments,
+    local_home,
+    write_report,
+)
 
 if TYPE_CHECKING:
     from batch.async_client import Outcome, Submission
@@ -36,6 +43,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--input-root", help="the prefix whose layout outputs mirror (default: see above)")
     parser.add_argument("--wait", action="store_true", help="wait for every outcome, with a progress bar")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait with --wait")
+    parser.add_argument(
+        "--report",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with --wait: write _REPORT.html at the output root, over every result there (default: on)",
+    )
     parser.add_argument("--concurrency", type=int, default=16, help="AWS calls in flight at once")
     add_local_arguments(parser, what="submit to")
     parser.set_defaults(func=run)
@@ -124,4 +137,6 @@ def run(args: argparse.Namespace) -> int:
     if not any(o.status != "skipped" for o in outcomes):
         print(f"pose-batch submit: no images at {args.uri} (only other files, listed above)", file=sys.stderr)
         return EXIT_FAILED
+    if args.wait and args.report and client.output_root:
+        write_report(client.output_root, clients("s3"), to_stderr=True)
     return EXIT_FAILED if any(o.status == "error" for o in outcomes) else 0

@@ -11,7 +11,14 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
-from batch.commands.common import EXIT_INTERRUPTED, EXIT_USAGE, UserError, add_local_arguments, local_home
+from batch.commands.common import (
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    UserError,
+    add_local_arguments,
+    local_home,
+    write_report,
+)
 from batch.orchestration_settings import DeploymentDefaults
 
 if TYPE_CHECKING:
@@ -220,7 +227,7 @@ def follow(
         return detached(plan.job_name, local=local), None
     print(format_report(job, summary))
     if report:
-        write_report(summary, s3)
+        write_report(str(summary["output"]), s3)
     return (0 if job["TransformJobStatus"] == "Completed" else 1), summary
 
 
@@ -235,16 +242,6 @@ def detached(job_name: str, *, local: bool) -> int:
         file=sys.stderr,
     )
     return EXIT_INTERRUPTED
-
-
-def write_report(summary: dict[str, Any], s3: Any) -> None:
-    """`_REPORT.html` beside `_SUMMARY.json`; a report that fails is said, never raised (the results stand)."""
-    from batch.report import build_report
-
-    try:
-        print(f"report:   {build_report(str(summary['output']), s3=s3).location}")
-    except Exception as exc:
-        print(f"report not written: {type(exc).__name__}: {exc}", file=sys.stderr)
 
 
 MAX_REFUSED_SHOWN = 20

@@ -255,6 +255,10 @@ def test_cli_submit_local_waits_for_results_and_errors(stack: Any) -> None:
     assert lines["person.jpg"]["keypoints"] == f"s3://{BUCKET}/{OUT}keypoints/cli/person.jpg.json"  # folder kept
     assert lines["garbage.png"]["status"] == "error" and lines["garbage.png"]["error"]["code"] == "invalid_image"
     assert lines["ü" * 300 + ".jpg"]["error"]["code"] == KeyTooLong.code
+    # The job report over the output root, announced on stderr (stdout holds only the JSON lines).
+    assert f"report:   s3://{BUCKET}/{OUT}_REPORT.html" in done.stderr
+    report = s3.get_object(Bucket=BUCKET, Key=f"{OUT}_REPORT.html")["Body"].read().decode()
+    assert "PoseBatch job report" in report
 
 
 def test_cli_deploy_local_keeps_the_running_endpoint(stack: Any) -> None:
