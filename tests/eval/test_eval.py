@@ -18,13 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 
 from batch.evaluation import evaluate
 from batch.report.sources import LocalSource
 from tests.conftest import COCO_DIR, REPO_ROOT
-from tests.inference.test_coco_accuracy import REFERENCE_AP, coco_images, pose_all
+from tests.inference.test_coco_accuracy import REFERENCE_AP, coco_images, pose_all, reference_keypoint_ap
 
 ANNOTATIONS = COCO_DIR / "person_keypoints.json"
 SUBFOLDER = "val2017"  # records live under keypoints/val2017/: matched by base name
@@ -46,25 +44,8 @@ def write_records(root: Path, records: dict[str, dict[str, Any]]) -> Path:
 
 
 def reference_ap(results: dict[str, dict[str, Any]], tmp_path: Path) -> float:
-    """The existing accuracy test's computation (tests/inference/test_coco_accuracy.py), on the same results."""
-    gt = COCO(str(ANNOTATIONS))
-    ids = {Path(info["file_name"]).name: image_id for image_id, info in gt.imgs.items()}
-    detections = [
-        {
-            "image_id": ids[name],
-            "category_id": 1,
-            "keypoints": [v for x, y, c in person["keypoints"] for v in (x, y, c)],
-            "score": person["score"],
-        }
-        for name, result in results.items()
-        for person in result["persons"]
-    ]
-    (tmp_path / "dets.json").write_text(json.dumps(detections))
-    evaluator = COCOeval(gt, gt.loadRes(str(tmp_path / "dets.json")), "keypoints")
-    evaluator.evaluate()
-    evaluator.accumulate()
-    evaluator.summarize()
-    return float(evaluator.stats[0])
+    """The existing accuracy test's computation, on the same results."""
+    return reference_keypoint_ap(results, tmp_path)
 
 
 @pytest.mark.slow

@@ -115,13 +115,14 @@ def test_parity_with_ultralytics_predict(
     assert float(np.mean(distances)) < 1.0, f"mean keypoint distance {np.mean(distances):.3f} px"
 
 
-def test_coco_keypoint_ap(backend: tuple[str, str], tmp_path: Path) -> None:
+def reference_keypoint_ap(results: dict[str, dict[str, Any]], tmp_path: Path) -> float:
+    """pycocotools' keypoint AP of server results (file name -> PoseResult JSON) against COCO-val-mini,
+    computed here independently of the product's `pose-batch eval` (whose test compares against it)."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
     gt = COCO(str(COCO_DIR / "person_keypoints.json"))
     ids = {Path(info["file_name"]).name: image_id for image_id, info in gt.imgs.items()}
-    results = pose_all(backend[1], coco_images(), "conf=0.001;iou=0.7;max_det=300")
     detections = [
         {
             "image_id": ids[name],
@@ -137,6 +138,11 @@ def test_coco_keypoint_ap(backend: tuple[str, str], tmp_path: Path) -> None:
     evaluator.evaluate()
     evaluator.accumulate()
     evaluator.summarize()
-    ap = float(evaluator.stats[0])
+    return float(evaluator.stats[0])
+
+
+def test_coco_keypoint_ap(backend: tuple[str, str], tmp_path: Path) -> None:
+    results = pose_all(backend[1], coco_images(), "conf=0.001;iou=0.7;max_det=300")
+    ap = reference_keypoint_ap(results, tmp_path)
     print(f"{backend[0]}: COCO-val-mini keypoint AP = {ap:.4f} (reference {REFERENCE_AP})")
     assert ap >= MIN_AP
