@@ -59,10 +59,10 @@ class Settings(BaseSettings):
         description="Decode JPEGs in batches on the model's device (nvJPEG on CUDA); auto = on for CUDA.",
     )
     openvino_precision: Literal["auto", "f32", "bf16"] = Field(
-        "f32",
+        "auto",
         validation_alias="POSE_OPENVINO_PRECISION",
-        description="OpenVINO precision: f32 (parity with Ultralytics); bf16 or auto (bf16 where the CPU has it "
-        "natively) are faster and keep COCO AP but not per-image parity.",
+        description="OpenVINO precision: auto = bf16 where the CPU has it natively (what POSE_BACKEND=auto runs "
+        "there), else f32; f32 for exact parity with Ultralytics' f32 predict; bf16 (native only).",
     )
 
     # --- default thresholds (overridable per request through custom attributes) ---------------

@@ -130,15 +130,17 @@ def bench_manifest(
 
 
 def bench_forward(engine: Any, bodies: Sequence[bytes], count: int) -> Measurement:
-    """Forward passes alone, on the most common canvas shape, batches of the batcher's size."""
+    """Forward passes alone, on the most common canvas shape, batches of the batcher's size, as many at
+    once as the backend has lanes (OpenVINO's streams), as the service runs them."""
     import collections
 
     import numpy as np
-
-    from batch.inference.decode import decode_image
+    import torch
 
     # Host-side preparation: the pixels are decoded and letterboxed before the clock starts; only the
     # canvases are kept (16 decoded phone photos would hold 0.6 GB).
+    from batch.inference.decode import decode_image
+
     canvases_all = [
         engine.prepare_decoded(decode_image(b, max_pixels=engine.max_pixels), engine.default_options).canvas
         for b in bodies[:16]
@@ -146,28 +148,50 @@ def bench_forward(engine: Any, bodies: Sequence[bytes], count: int) -> Measureme
     shape = collections.Counter(c.shape for c in canvases_all).most_common(1)[0][0]
     canvases = [c for c in canvases_all if c.shape == shape]
     batch_size = engine.max_batch_size
-    import torch
-
+    lanes = engine.backend.lanes
     host_batch = np.stack([canvases[i % len(canvases)] for i in range(batch_size)])
     on_device = engine.backend.device.type == "cuda"
     device_batch = torch.from_numpy(host_batch).to(engine.backend.device)  # already there: no transfer timed
 
-    def forward() -> torch.Tensor:
-        out: torch.Tensor = (
-            engine.backend.forward_tensor(device_batch) if on_device else engine.backend.forward(host_batch)
-        )
-        return out
+    def forward(_: int = 0) -> None:
+        engine.backend.forward_tensor(device_batch) if on_device else engine.backend.forward(host_batch)
 
-    forward()  # warm-up
-    batches = max(1, count // batch_size)
-    started = time.perf_counter()
-    for _ in range(batches):
-        forward()
-    if on_device:
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - started
-    extra = {"batch_size": batch_size, "shape": list(shape), "precision": engine.backend.precision}
+    with ThreadPoolExecutor(lanes) as pool:
+        list(pool.map(forward, range(lanes)))  # warm-up, every lane
+        batches = max(lanes, count // batch_size)
+        started = time.perf_counter()
+        list(pool.map(forward, range(batches)))
+        if on_device:
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - started
+    extra = {"batch_size": batch_size, "lanes": lanes, "shape": list(shape), "precision": engine.backend.precision}
     return Measurement("forward", batches * batch_size, seconds, extra=extra)
+
+
+def bench_preparation(engine: Any, bodies: Sequence[bytes]) -> Measurement:
+    """What the service does for each image besides the forward, on one thread: read the header, decode
+    (at the reduced scale it would use), letterbox. Divided over the cores it gives, with (d), the most
+    that (b) could reach on this machine: see `ceiling`."""
+    from batch.inference.decode import decode
+
+    def prepare(body: bytes) -> None:
+        planned = engine.plan(body, engine.default_options)  # the CPU path, also where a GPU would decode
+        engine.prepare_decoded(decode(planned.source, scale=planned.scale), engine.default_options)
+
+    prepare(bodies[0])  # warm-up
+    started = time.perf_counter()
+    for body in bodies:
+        prepare(body)
+    return Measurement("preparation", len(bodies), time.perf_counter() - started)
+
+
+def ceiling(preparation: Measurement, forward: Measurement, cores: int) -> float:
+    """Images/s if the cores did nothing but prepare and forward each image, with no time lost to HTTP,
+    NMS, JSON, threads waiting or the benchmark's client: 1 / (prep/cores + 1/forward). On a CPU, where
+    preparation and forward share the same cores, (b) cannot pass it; on a GPU the forward is not on the
+    cores, and the bound is the larger of the two rates instead."""
+    prep_seconds = preparation.seconds / preparation.images
+    return 1.0 / (prep_seconds / cores + 1.0 / forward.images_per_second)
 
 
 def server_rss_mb(pid: int) -> float:

@@ -7,9 +7,16 @@ made from them at run time, some EXIF-rotated; see photos.py).
   (b) images    the service end to end over HTTP, one image per request, Batch Transform-like concurrency
   (c) manifest  the service fed manifests of S3 references through the local S3 (moto), writing
                 keypoint JSON and annotated images back to S3
-  (d) forward   the model forward alone on pre-decoded, pre-letterboxed batches (same backend, precision)
+  (d) forward   the model forward alone on pre-decoded, pre-letterboxed batches (same backend, precision),
+                as many at once as the backend has lanes
+
+On a CPU it also gives the ceiling of (b) on this machine: each image's preparation (header, decode,
+letterbox) timed on one thread and shared over the cores, plus the forward at (d)'s rate (modes.ceiling);
+b / ceiling says how much of the machine the service turns into results.
 
 Each set gets a fresh server, so its mean batch (bounded batcher stats, /metrics) and peak RSS are its own.
+`--backends auto,onnxruntime` measures (b), (c) and (d) for each backend in the same run, side by side
+(the first one is the run's headline; (a) is measured once).
 Cost: images/s and dollars per million images on `--instance-type` (pricing.py; approximate prices).
 A soak of `--soak` requests (coco set) checks that the server's memory stays flat.
 
@@ -40,6 +47,8 @@ from benchmarks.modes import (  # noqa: E402
     bench_images,
     bench_manifest,
     bench_naive,
+    bench_preparation,
+    ceiling,
     server_rss_mb,
 )
 from benchmarks.photos import phone_photos  # noqa: E402
@@ -48,6 +57,7 @@ from benchmarks.pricing import PRICE_SOURCE, default_instance, dollars_per_milli
 DEFAULT_IMAGES = REPO_ROOT.parent / "shared" / "data" / "coco-val-mini" / "images"
 PHOTO_CACHE = REPO_ROOT / ".posebatch" / "bench-photos"  # ignored by git
 SETS = ("coco", "phones")
+BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
 LABELS = {"naive": "(a) naive predict(path)", "images": "(b) images over HTTP", "manifest": "(c) manifest via S3",
           "forward": "(d) forward alone"}  # fmt: skip
 
@@ -62,6 +72,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--naive-count", type=int, default=0, help="images for (a) (default: the set's count)")
     parser.add_argument("--photo-cache", type=Path, default=PHOTO_CACHE, help="where the phone photos are kept")
     parser.add_argument("--device", help="POSE_DEVICE for the server and (d) (default: the environment's, or auto)")
+    parser.add_argument(
+        "--backends", default="", help="comma-separated POSE_BACKEND values to compare (default: the environment's)"
+    )
     parser.add_argument("--concurrency", type=int, default=0, help="in-flight requests (default: advertised)")
     parser.add_argument("--lines-per-request", type=int, default=64)
     parser.add_argument("--manifest-concurrency", type=int, default=4)
@@ -71,6 +84,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
     args.sets = [s.strip() for s in args.sets.split(",") if s.strip()]
+    default_backend = os.environ.get("POSE_BACKEND", "auto")
+    args.backends = [b.strip() for b in args.backends.split(",") if b.strip()] or [default_backend]
+    if any(b not in BACKENDS for b in args.backends):
+        parser.error(f"--backends takes a comma-separated list of {', '.join(BACKENDS)}")
     if not args.sets or any(s not in SETS for s in args.sets):
         parser.error(f"--sets takes a comma-separated list of {', '.join(SETS)}")
     return args
@@ -89,7 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no JPEGs in {args.images}", file=sys.stderr)
         return 2
     env = {"POSE_MODEL": args.model, **({"POSE_DEVICE": args.device} if args.device else {})}
-    engine = PoseEngine.load(Settings.from_env({**os.environ, **env}))  # for (d), shared by the sets
+    # For (d) and the ceiling, shared by the sets: one engine per backend compared.
+    engines = {b: PoseEngine.load(Settings.from_env({**os.environ, **env, "POSE_BACKEND": b})) for b in args.backends}
+    engine = engines[args.backends[0]]
     instance = args.instance_type or default_instance(str(engine.backend.device))
     dollars_per_hour = price_per_hour(instance, args.price_per_hour)
 
@@ -102,14 +121,14 @@ def main(argv: list[str] | None = None) -> int:
                 paths = phone_photos(coco[:count], args.photo_cache)
             else:
                 paths = coco
-            sets[name] = run_set(name, paths, count, args, env, engine, moto)
+            sets[name] = run_set(name, paths, count, args, env, engines, moto)
             add_cost(sets[name], dollars_per_hour)
 
     report = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "model": args.model,
         "device": str(engine.backend.device),
-        "backend": engine.backend.name,
+        "backend": engine.backend.name,  # the first of --backends: the sets' headline figures
         "precision": engine.backend.precision,
         "cost": {
             "instance_type": instance,
@@ -127,43 +146,80 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_set(
-    name: str, paths: list[Path], count: int, args: argparse.Namespace, env: dict[str, str], engine: Any, moto: Any
+    name: str,
+    paths: list[Path],
+    count: int,
+    args: argparse.Namespace,
+    env: dict[str, str],
+    engines: dict[str, Any],
+    moto: Any,
 ) -> dict[str, Any]:
-    from batch.local.container import ServingContainer
-
+    """(a) once, then (b), (c), (d) and the ceiling for every backend; the first backend's figures are the
+    set's headline (`modes`, `ratios`, ...), the others go under `backends`, each with its own ratios."""
     unique = [p.read_bytes() for p in paths[:count]]
-    bodies = list(itertools.islice(itertools.cycle(unique), count))
     cycled = list(itertools.islice(itertools.cycle(paths[:count]), count))
-    results: dict[str, Measurement] = {}
     print(f"[{name}] (a) naive Ultralytics loop over {args.naive_count or count} images ...", flush=True)
-    results["naive"] = bench_naive(args.model, cycled[: args.naive_count or count])
-    print(f"[{name}] (d) forward alone ...", flush=True)
-    results["forward"] = bench_forward(engine, bodies, count)
+    naive = bench_naive(args.model, cycled[: args.naive_count or count])
 
     s3 = moto.client("s3")
     bucket = f"bench-{name}"
     s3.create_bucket(Bucket=bucket)
     for n, body in enumerate(unique):  # each distinct image once; the manifest cycles through them
         s3.put_object(Bucket=bucket, Key=f"input/{n:05d}.jpg", Body=body)
+    per_backend = {
+        backend: run_backend(name, backend, engine, unique, count, naive, args, env, moto, bucket)
+        for backend, engine in engines.items()
+    }
+    headline = per_backend[args.backends[0]]
+    return {
+        "images": len(unique),
+        "count": count,
+        "mean_image_mb": round(sum(map(len, unique)) / len(unique) / 2**20, 2),
+        **headline,
+        "backends": per_backend,
+    }
+
+
+def run_backend(
+    name: str,
+    backend: str,
+    engine: Any,
+    unique: list[bytes],
+    count: int,
+    naive: Measurement,
+    args: argparse.Namespace,
+    env: dict[str, str],
+    moto: Any,
+    bucket: str,
+) -> dict[str, Any]:
+    from batch.local.container import ServingContainer
+
+    bodies = list(itertools.islice(itertools.cycle(unique), count))
     uris = [f"s3://{bucket}/input/{n % len(unique):05d}.jpg" for n in range(count)]
+    label = f"[{name}/{backend}]"
+    results: dict[str, Measurement] = {"naive": naive}
+    print(f"{label} (d) forward alone ...", flush=True)
+    results["forward"] = bench_forward(engine, bodies, count)
+    on_cpu = engine.backend.device.type == "cpu"
+    preparation = bench_preparation(engine, unique[: min(len(unique), 48)]) if on_cpu else None
     with tempfile.TemporaryDirectory() as scratch:
         container = ServingContainer(
             model_dir=Path(scratch),
-            environment={**env, "POSE_ALLOWED_BUCKETS": bucket},
+            environment={**env, "POSE_BACKEND": backend, "POSE_ALLOWED_BUCKETS": bucket},
             aws_environment=moto.environment,
         ).start(startup_timeout_s=300)
         try:
             client = Client(container.url)
             concurrency = args.concurrency or int(client.get_json("/execution-parameters")["MaxConcurrentTransforms"])
-            bench_images(client, bodies[:concurrency], concurrency)  # warm-up
+            bench_images(client, bodies[: 4 * concurrency], concurrency)  # warm-up: every lane, the usual shapes
             before = client.get_json("/metrics")
-            print(f"[{name}] (b) images mode over HTTP, concurrency {concurrency} ...", flush=True)
+            print(f"{label} (b) images mode over HTTP, concurrency {concurrency} ...", flush=True)
             results["images"] = bench_images(client, bodies, concurrency)
             results["images"].extra["concurrency"] = concurrency
             after_images = client.get_json("/metrics")
-            print(f"[{name}] (c) manifest mode via local S3, {args.lines_per_request} lines/request ...", flush=True)
+            print(f"{label} (c) manifest mode via local S3, {args.lines_per_request} lines/request ...", flush=True)
             results["manifest"] = bench_manifest(
-                client, uris, f"s3://{bucket}/output/", args.lines_per_request, args.manifest_concurrency
+                client, uris, f"s3://{bucket}/output/{backend}/", args.lines_per_request, args.manifest_concurrency
             )
             after_manifest = client.get_json("/metrics")
             soak = run_soak(client, bodies, concurrency, container.pid, args.soak) if name == "coco" else {}
@@ -172,10 +228,9 @@ def run_set(
             container.stop()
 
     a, b, c, d = (results[k].images_per_second for k in ("naive", "images", "manifest", "forward"))
-    return {
-        "images": len(unique),
-        "count": count,
-        "mean_image_mb": round(sum(map(len, unique)) / len(unique) / 2**20, 2),
+    out: dict[str, Any] = {
+        "backend": server.get("backend"),
+        "precision": server.get("precision"),
         "modes": {key: m.summary() for key, m in results.items()},
         "ratios": {"b/a": round(b / a, 2), "b/d": round(b / d, 2), "c/a": round(c / a, 2), "c/b": round(c / b, 2)},
         "mean_batch": {
@@ -186,6 +241,18 @@ def run_set(
         "server": server,
         "soak": soak,
     }
+    if preparation is not None:
+        cores = os.cpu_count() or 1
+        bound = ceiling(preparation, results["forward"], cores)
+        out["ceiling"] = {
+            "preparation_ms_per_image_one_thread": round(preparation.seconds / preparation.images * 1000, 1),
+            "cores": cores,
+            "images_per_second": round(bound, 2),
+            "b/ceiling": round(b / bound, 2),
+            "ceiling/a": round(bound / a, 2),
+            "ceiling/d": round(bound / d, 2),
+        }
+    return out
 
 
 def mean_batch(before: dict[str, Any], after: dict[str, Any]) -> float:
@@ -212,31 +279,40 @@ def run_soak(client: Client, bodies: list[bytes], concurrency: int, pid: int, re
 
 
 def add_cost(result: dict[str, Any], dollars_per_hour: float) -> None:
-    for mode in result["modes"].values():
-        mode["dollars_per_million"] = dollars_per_million(mode["images_per_second"], dollars_per_hour)
+    for measured in (result, *result["backends"].values()):
+        for mode in measured["modes"].values():
+            mode["dollars_per_million"] = dollars_per_million(mode["images_per_second"], dollars_per_hour)
 
 
 def print_report(report: dict[str, Any]) -> None:
     cost = report["cost"]
-    print(f"\ndevice={report['device']} backend={report['backend']} precision={report['precision']} "
-          f"model={report['model']}; cost on {cost['instance_type']} at ${cost['dollars_per_hour']}/h "
-          f"({cost['source']})")  # fmt: skip
+    print(f"\ndevice={report['device']} model={report['model']}; cost on {cost['instance_type']} at "
+          f"${cost['dollars_per_hour']}/h ({cost['source']})")  # fmt: skip
     for name, result in report["sets"].items():
         print(f"\n[{name}] {result['images']} distinct images, {result['mean_image_mb']} MB mean, "
               f"{result['count']} per mode")  # fmt: skip
-        print(f"{'mode':26} {'images':>6} {'img/s':>7} {'$/M img':>8} {'p50 ms':>8} {'p99 ms':>8}")
-        for key in ("naive", "images", "manifest", "forward"):
-            m = result["modes"][key]
-            print(f"{LABELS[key]:26} {m['images']:>6} {m['images_per_second']:>7.2f} {m['dollars_per_million']:>8.2f} "
-                  f"{m.get('latency_p50_ms', '-'):>8} {m.get('latency_p99_ms', '-'):>8}")  # fmt: skip
-        print("ratios: " + "  ".join(f"{k} = {v}" for k, v in result["ratios"].items()))
-        print(f"mean batch: images {result['mean_batch']['images']}, manifest {result['mean_batch']['manifest']}; "
-              f"server peak RSS {result['server_peak_rss_mb']} MB, "
-              f"peak GPU memory {result['server'].get('peak_gpu_memory_mb')} MB")  # fmt: skip
-        if result["soak"]:
-            soak = result["soak"]
-            print(f"soak: {soak['requests']} requests, RSS {soak['rss_before_mb']} -> {soak['rss_after_mb']} MB "
-                  f"(growth {soak['rss_growth_mb']} MB)")  # fmt: skip
+        for backend, measured in result["backends"].items():
+            print(f"-- POSE_BACKEND={backend}: {measured['backend']} {measured['precision']}")
+            print(f"{'mode':26} {'images':>6} {'img/s':>7} {'$/M img':>8} {'p50 ms':>8} {'p99 ms':>8}")
+            for key in ("naive", "images", "manifest", "forward"):
+                m = measured["modes"][key]
+                print(f"{LABELS[key]:26} {m['images']:>6} {m['images_per_second']:>7.2f} "
+                      f"{m['dollars_per_million']:>8.2f} {m.get('latency_p50_ms', '-'):>8} "
+                      f"{m.get('latency_p99_ms', '-'):>8}")  # fmt: skip
+            print("ratios: " + "  ".join(f"{k} = {v}" for k, v in measured["ratios"].items()))
+            if "ceiling" in measured:
+                bound = measured["ceiling"]
+                print(f"ceiling on {bound['cores']} cores: {bound['images_per_second']} img/s (preparation "
+                      f"{bound['preparation_ms_per_image_one_thread']} ms/image on one thread + forward at (d)); "
+                      f"b/ceiling = {bound['b/ceiling']}, ceiling/a = {bound['ceiling/a']}, "
+                      f"ceiling/d = {bound['ceiling/d']}")  # fmt: skip
+            print(f"mean batch: images {measured['mean_batch']['images']}, manifest "
+                  f"{measured['mean_batch']['manifest']}; server peak RSS {measured['server_peak_rss_mb']} MB, "
+                  f"peak GPU memory {measured['server'].get('peak_gpu_memory_mb')} MB")  # fmt: skip
+            if measured["soak"]:
+                soak = measured["soak"]
+                print(f"soak: {soak['requests']} requests, RSS {soak['rss_before_mb']} -> {soak['rss_after_mb']} MB "
+                      f"(growth {soak['rss_growth_mb']} MB)")  # fmt: skip
 
 
 if __name__ == "__main__":

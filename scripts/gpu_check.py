@@ -8,7 +8,8 @@ The check installs the kit's wheels with `pip install --no-index --no-deps --tar
 folder (nothing touches the machine's own packages), then runs, with the torch backend on CUDA (FP16,
 nvJPEG batch decode, dynamic batching):
   1. benchmarks/throughput.py on both sets (COCO-size images, 12 MP phone photos made on the spot);
-  2. COCO-val-mini keypoint AP through the server (FP16), which must be >= 0.441;
+  2. COCO-val-mini keypoint AP through the server (FP16), which must be >= 0.441, and per-image parity
+     with Ultralytics' own FP16 predict on the GPU at reduced precision's tolerance (benchmarks/parity.py);
   3. that (b) measures the GPU and not the CPU: the same forward on the CPU, the GPU's utilisation
      during the benchmark (nvidia-smi), and b / CPU-forward;
 and writes benchmarks/results/gpu-<device>.json. `--device cpu --count 16` runs the same steps on the
@@ -175,7 +176,7 @@ def check(args: argparse.Namespace) -> int:
     from batch.inference.engine import PoseEngine
     from batch.local.container import ServingContainer
     from batch.settings import Settings
-    from benchmarks import throughput
+    from benchmarks import parity, throughput
     from benchmarks.coco_ap import keypoint_ap
     from benchmarks.modes import bench_forward
 
@@ -195,10 +196,17 @@ def check(args: argparse.Namespace) -> int:
         return code
     bench = json.loads(bench_json.read_text())
 
-    print("COCO-val-mini keypoint AP through the server ...", flush=True)
+    print("COCO-val-mini keypoint AP and parity with Ultralytics through the server ...", flush=True)
     container = ServingContainer(model_dir=scratch, environment={}, aws_environment={}).start(startup_timeout_s=300)
     try:
         ap = keypoint_ap(container.url, kit / "coco-val-mini")
+        from ultralytics import YOLO
+
+        coco = sorted((kit / "coco-val-mini" / "images").glob("*.jpg"))
+        reference = YOLO(str(model))
+        same = parity.check_server(
+            container.url, reference, coco, bench["precision"], half=bench["precision"] == "f16", device=args.device
+        )
     finally:
         container.stop()
 
@@ -225,6 +233,7 @@ def check(args: argparse.Namespace) -> int:
         "server_on_the_device": str(bench["device"]).startswith(args.device.split(":")[0]),
         "fp16": (not on_gpu) or bench["precision"] == "f16",
         "ap": ap >= MIN_AP,
+        "parity_with_ultralytics": same.passed,
         # On the GPU the forward must beat the same forward on the CPU by far, or (b)/(d) says nothing about it.
         "gpu_forward_beats_cpu": (not on_gpu) or all(gpu_checks[s]["d_over_cpu_forward"] >= 2 for s in bench["sets"]),
     }
@@ -235,6 +244,7 @@ def check(args: argparse.Namespace) -> int:
         "python": platform.python_version(),
         "coco_keypoint_ap": round(ap, 4),
         "min_ap": MIN_AP,
+        "parity_with_ultralytics": same.summary(),
         "gpu_checks": gpu_checks,
         "passed": passed,
         "benchmark": bench,
@@ -242,7 +252,8 @@ def check(args: argparse.Namespace) -> int:
     out = args.out or REPO_ROOT / "benchmarks" / "results" / f"gpu-{slug(device_name)}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
-    print(json.dumps({k: report[k] for k in ("device", "coco_keypoint_ap", "gpu_checks", "passed")}, indent=2))
+    shown = ("device", "coco_keypoint_ap", "parity_with_ultralytics", "gpu_checks", "passed")
+    print(json.dumps({k: report[k] for k in shown}, indent=2))
     print(f"wrote {out}")
     return 0 if all(passed.values()) else 1
 

@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,6 +31,7 @@ class Backend(Protocol):
     device: torch.device
     half: bool
     precision: str  # what the forward computes in (f32, f16, bf16): /metrics and the start-up log say it
+    lanes: int  # forwards that may run at once (the batcher runs that many batches side by side)
 
     def forward(self, batch: np.ndarray) -> torch.Tensor: ...
 
@@ -38,6 +40,7 @@ class Backend(Protocol):
 
 class TorchBackend:
     name = "torch"
+    lanes = 1
 
     def __init__(self, yolo: Any, device: torch.device, half: bool) -> None:
         self.device = device
@@ -66,6 +69,7 @@ class TorchBackend:
 
 class OnnxBackend:
     name = "onnxruntime"
+    lanes = 1
 
     def __init__(self, onnx_path: Path, threads: int) -> None:
         import onnxruntime as ort
@@ -111,8 +115,12 @@ def export_onnx(checkpoint: str, cache_dir: Path, imgsz: int) -> Path:
         # Export next to a private copy: the checkpoint's own folder may be read-only (/opt/ml/model).
         copy = Path(scratch) / source.name
         shutil.copyfile(source, copy)
-        exported = YOLO(str(copy), task="pose").export(
-            format="onnx", dynamic=True, simplify=True, imgsz=imgsz, device="cpu", verbose=False
-        )
+        with warnings.catch_warnings():
+            # Ultralytics calls torch's TorchScript-based exporter, which torch announces as legacy; the
+            # export works, and the notice is not ours to act on (an error where warnings are errors).
+            warnings.simplefilter("ignore", DeprecationWarning)
+            exported = YOLO(str(copy), task="pose").export(
+                format="onnx", dynamic=True, simplify=True, imgsz=imgsz, device="cpu", verbose=False
+            )
         os.replace(exported, target)  # atomic: a concurrent reader never sees half a file
     return target

@@ -1,9 +1,13 @@
 """Dynamic batching: concurrent callers' items are gathered into one model batch.
 
 A batch closes when it holds `max_batch_size` items or `max_wait_s` has passed since its first item
-arrived; items already queued when the previous batch finishes go straight into the next one, so
-under load the model never waits. Batches run one at a time on a dedicated thread, so the event loop
-(and with it decoding, encoding and S3 I/O for other requests) keeps going during a forward pass.
+arrived; items already queued when a batch finishes go straight into the next one, so under load the
+model never waits. Batches run on dedicated threads, so the event loop (and with it decoding, encoding
+and S3 I/O for other requests) keeps going during a forward pass: one at a time, or up to `lanes` at
+once for a backend that runs several forwards side by side (OpenVINO's streams on the CPU: two
+single-threaded streams run this model ~8% faster on two cores than one stream on both, and never
+leave a core spinning while the other finishes). A batch is only gathered once a lane is free, so
+items keep joining it while the lanes are busy.
 """
 
 from __future__ import annotations
@@ -60,14 +64,17 @@ class DynamicBatcher(Generic[Item, Out]):
         *,
         max_batch_size: int,
         max_wait_s: float,
+        lanes: int = 1,
         name: str = "model",
     ) -> None:
         self._run_batch = run_batch
         self._max_batch_size = max_batch_size
         self._max_wait_s = max_wait_s
+        self._lanes = lanes
         self._queue: asyncio.Queue[tuple[Item, asyncio.Future[Out]]] | None = None
         self._worker: asyncio.Task[None] | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-batches")
+        self._running: set[asyncio.Task[None]] = set()  # batches in flight, at most `lanes`
+        self._executor = ThreadPoolExecutor(max_workers=lanes, thread_name_prefix=f"{name}-batches")
         self.stats = BatchStats()  # bounded: /metrics, the benchmark and the tests read it
 
     async def submit(self, item: Item) -> Out:
@@ -83,12 +90,16 @@ class DynamicBatcher(Generic[Item, Out]):
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
+        for task in list(self._running):
+            task.cancel()
         self._executor.shutdown(wait=True)
 
     async def _work(self) -> None:
         assert self._queue is not None
         loop = asyncio.get_running_loop()
+        lane_free = asyncio.Semaphore(self._lanes)
         while True:
+            await lane_free.acquire()
             pending = [await self._queue.get()]
             deadline = loop.time() + self._max_wait_s
             while len(pending) < self._max_batch_size:
@@ -103,8 +114,13 @@ class DynamicBatcher(Generic[Item, Out]):
                 except asyncio.TimeoutError:
                     break
             live = [(item, future) for item, future in pending if not future.cancelled()]
-            if live:
-                await self._run(loop, live)
+            if not live:
+                lane_free.release()
+                continue
+            task = loop.create_task(self._run(loop, live))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+            task.add_done_callback(lambda _: lane_free.release())
 
     async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[tuple[Item, asyncio.Future[Out]]]) -> None:
         items = [item for item, _ in batch]

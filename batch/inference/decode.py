@@ -142,10 +142,8 @@ def decode(source: Source, *, scale: int = 1) -> DecodedImage:
             # draft() answers the box in reduced pixels: (0, 0, width / scale, height / scale).
             scale = round(stored[0] / drafted[1][2]) if drafted else 1
         image.load()
-        upright = ImageOps.exif_transpose(image)
-        if upright is not None and upright is not image:
-            image.close()  # the un-rotated pixels are not needed any more
-            image = upright
+        # In place: exif_transpose otherwise copies the whole decoded image even when nothing turns.
+        ImageOps.exif_transpose(image, in_place=True)
         rgb = _to_rgb_array(image)
     return DecodedImage(rgb, scale, (source.width, source.height))
 

@@ -115,6 +115,7 @@ class PoseEngine:
             self.run_batch,
             max_batch_size=self.max_batch_size,
             max_wait_s=settings.max_batch_wait_ms / 1000.0,
+            lanes=backend.lanes,
         )
 
     # --- construction ------------------------------------------------------------------------
@@ -179,6 +180,7 @@ class PoseEngine:
             "device": str(self.backend.device),
             "half": self.backend.half,
             "precision": self.backend.precision,
+            "lanes": self.backend.lanes,
             **self._batcher.stats.as_dict(),
             "peak_rss_mb": round(peak_rss_bytes() / 2**20, 1),
             "peak_gpu_memory_mb": round(gpu_peak / 2**20, 1),

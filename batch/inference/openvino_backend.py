@@ -1,10 +1,11 @@
 """OpenVINO on the CPU: the cached ONNX export, compiled once per machine (OpenVINO's CACHE_DIR keeps the
 compiled blob, so later starts skip compilation).
 
-Precision (`POSE_OPENVINO_PRECISION`): f32 by default. bf16 (native only: AVX512_BF16 or AMX, e.g. AWS's
-Intel instances; `auto` = bf16 where native, f32 otherwise) is faster but is opt-in: it keeps COCO AP but
-not per-image parity with Ultralytics (measured on COCO-val-mini: one borderline person more at conf 0.25,
-keypoints ~1.4 px apart on average). `POSE_BACKEND=auto` does not pick OpenVINO (see backend_factory).
+Precision (`POSE_OPENVINO_PRECISION`): `auto` (the default) = bf16 where the CPU has it natively (AVX512_BF16,
+or AMX on AWS's Intel instances), f32 otherwise; bf16 is refused where it would be emulated. bf16 runs the
+forward at about 2x f32 and keeps COCO AP (0.449 against 0.446 on COCO-val-mini); it agrees with
+Ultralytics' f32 predict within reduced precision's tolerance (benchmarks/parity.py), not to the float.
+`POSE_BACKEND=auto` picks OpenVINO bf16 on such CPUs (see backend_factory).
 
 The uint8 -> float, NHWC -> NCHW and /255 steps are compiled into the model (OpenVINO's pre-processing),
 so they run on OpenVINO's threads instead of numpy on the batcher's thread.
@@ -13,8 +14,9 @@ so they run on OpenVINO's threads instead of numpy on the batcher's thread.
 from __future__ import annotations
 
 import logging
+import queue
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -62,7 +64,10 @@ class OpenVinoBackend:
         config = {
             "INFERENCE_PRECISION_HINT": wanted,
             "INFERENCE_NUM_THREADS": threads,
-            "PERFORMANCE_HINT": "LATENCY",  # one batch at a time on all the threads: the batcher's pattern
+            # Streams of few threads each, one batch per stream, run side by side (the batcher's lanes):
+            # measured on two cores, two 1-thread streams give 52-53 img/s where one 2-thread stream gives
+            # 48-49, and no thread spins waiting for its partner while the decode pool wants the core.
+            "PERFORMANCE_HINT": "THROUGHPUT",
             # Pinned inference threads fight the decode pool for the same cores: let the OS place them.
             "ENABLE_CPU_PINNING": False,
         }
@@ -71,16 +76,24 @@ class OpenVinoBackend:
         self.precision = self._compiled.get_property("INFERENCE_PRECISION_HINT").to_string()  # "f32", "bf16"
         if self.precision != wanted:
             raise ModelLoadError(f"OpenVINO compiled in {self.precision}, not the {wanted} asked for")
-        self._request = self._compiled.create_infer_request()  # forwards run one at a time (the batcher)
+        self.lanes = int(self._compiled.get_property("NUM_STREAMS"))
+        # One request per stream: a forward takes a free one (the batcher runs at most `lanes` at once).
+        self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        for _ in range(self.lanes):
+            self._requests.put(self._compiled.create_infer_request())
         self.device = torch.device("cpu")
         self.half = False
         self.path = onnx_path
 
     def forward(self, batch: np.ndarray) -> torch.Tensor:
         """`batch`: (B, H, W, 3) uint8 RGB, as the letterbox makes it."""
-        self._request.infer({0: np.ascontiguousarray(batch)})
-        # The request reuses its output buffer on the next call: copy out.
-        return torch.from_numpy(self._request.get_output_tensor(0).data.copy())
+        request = self._requests.get()
+        try:
+            request.infer({0: np.ascontiguousarray(batch)})
+            # The request reuses its output buffer on the next call: copy out.
+            return torch.from_numpy(request.get_output_tensor(0).data.copy())
+        finally:
+            self._requests.put(request)
 
     def forward_tensor(self, batch: torch.Tensor) -> torch.Tensor:
         return self.forward(batch.cpu().numpy())

@@ -61,7 +61,9 @@ def test_eval_of_real_outputs_matches_the_accuracy_test(server_url: str, tmp_pat
     print(text.stdout)
     shown = re.search(r"\bAP (\d\.\d{3})\b", text.stdout)
     assert shown is not None, text.stdout
-    assert float(shown.group(1)) == round(expected, 3)
+    # The display rounds to 3 decimals (the exact figure is checked in the JSON below): an AP such as
+    # 0.44849997 here and 0.44850001 in the command's own float sums may print either way.
+    assert abs(float(shown.group(1)) - expected) <= 0.0005 + 1e-6
     assert abs(float(shown.group(1)) - REFERENCE_AP) <= 0.005
 
     as_json = pose_batch("eval", str(output), "--annotations", str(ANNOTATIONS), "--json")

@@ -85,3 +85,22 @@ def test_stats_stay_bounded_over_many_batches() -> None:
         stats.record(1 + i % 8)
     assert stats.batches == 100_000 and len(stats.histogram) == 8
     assert stats.mean == pytest.approx(4.5)
+
+
+def test_lanes_run_batches_side_by_side() -> None:
+    """With two lanes, a second batch starts while the first still runs (each waits for the other here:
+    with one lane this would deadlock, hence the timeout)."""
+    both_running = threading.Barrier(2, timeout=5)
+
+    def meet(items: Sequence[int]) -> list[int]:
+        both_running.wait()
+        return list(items)
+
+    async def main() -> BatchStats:
+        batcher = DynamicBatcher(meet, max_batch_size=2, max_wait_s=0.0, lanes=2)
+        await asyncio.gather(*(batcher.submit(i) for i in range(4)))
+        await batcher.close()
+        return batcher.stats
+
+    stats = asyncio.run(main())
+    assert stats.images == 4 and stats.batches == 2

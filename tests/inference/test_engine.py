@@ -89,3 +89,31 @@ def test_openvino_asked_for_but_missing_is_a_clear_start_up_error(monkeypatch: p
         make_backend(cpu_settings(POSE_BACKEND="openvino"), None, str(MODEL_PATH), cpu, 2)
     # auto does not need it on the CPU.
     assert make_backend(cpu_settings(POSE_BACKEND="auto"), None, str(MODEL_PATH), cpu, 2).name == "onnxruntime"
+
+
+def test_auto_on_the_cpu_runs_openvino_bf16_where_native_else_onnxruntime() -> None:
+    import torch
+
+    from batch.inference.backend_factory import cpu_has_native_bf16, make_backend
+
+    backend = make_backend(cpu_settings(POSE_BACKEND="auto"), None, str(MODEL_PATH), torch.device("cpu"), 2)
+    expected = ("openvino", "bf16") if cpu_has_native_bf16() else ("onnxruntime", "f32")
+    assert (backend.name, backend.precision) == expected
+
+
+def test_auto_falls_back_to_onnxruntime_when_openvino_fails(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import torch
+
+    from batch.inference import backend_factory
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("compilation failed")
+
+    monkeypatch.setattr(backend_factory, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(backend_factory, "openvino_backend", broken)
+    settings = cpu_settings(POSE_BACKEND="auto")
+    backend = backend_factory.make_backend(settings, None, str(MODEL_PATH), torch.device("cpu"), 2)
+    assert backend.name == "onnxruntime"
+    assert "OpenVINO bf16 unavailable (compilation failed)" in caplog.text
