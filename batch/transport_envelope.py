@@ -3,7 +3,7 @@ annotated JPEG in one Batch Transform response, without the JPEG being part of t
 
     {"record":{...PoseResult...},"annotated_jpeg_base64":"<base64>"}
 
-Written by the container (`batch.server.invocations`, `POSE_EMBED_ANNOTATED=true`), read by the
+Written by the container (`batch.transform_handler`, `POSE_EMBED_ANNOTATED=true`), read by the
 finaliser (`batch.transform.finalize`) from the job's `.out` file. The record comes first and the
 base64 last, so the reader parses the small record and then streams the JPEG out in fixed-size chunks:
 a 20 MB annotated image never sits in the finaliser's memory whole. Standard library only (the

@@ -1,2 +1,2 @@
-"""The SageMaker serving container: its HTTP contract (`app.py`) and what it does with each
-invocation, S3 reads and writes included (`invocations.py`)."""
+"""The SageMaker serving container's HTTP contract (`app.py`); what it does with each invocation, S3
+reads and writes included, is `batch/transform_handler.py`."""

@@ -21,8 +21,8 @@ from batch.custom_attributes import InferenceOptions, parse_custom_attributes
 from batch.errors import ModelNotReady, PayloadTooLarge, PoseError, error_record
 from batch.inference.engine import PoseEngine
 from batch.schema import ErrorRecord
-from batch.server.invocations import InvocationHandler, S3Store
 from batch.settings import Settings
+from batch.transform_handler import InvocationHandler, S3Store
 
 log = logging.getLogger(__name__)
 

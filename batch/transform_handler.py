@@ -1,5 +1,6 @@
 """What the container does with one `/invocations` request, whoever sent it (Batch Transform, async
 inference, a real-time caller): an image body, or a manifest body of S3 references (one per line).
+(Named by the product's design card, which calls the container's request handler the transform handler.)
 `batch.server.app` (the HTTP contract) hands each request's body and options to `InvocationHandler`.
 
 - Image body: one `PoseResult` (JSON), or the annotated JPEG when `Accept: image/jpeg`. The annotated
