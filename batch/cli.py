@@ -4,8 +4,8 @@ or on an asynchronous endpoint.
 Start with `pose-batch predict photos/ --out poses/` (local files, no AWS), or `pose-batch local up` and then
 `pose-batch transform --local ...` / `pose-batch submit --local ...` in another terminal.
 
-exit codes: 0 success; 1 a job or some images failed; 2 a usage or user error (the message says what to do);
-130 interrupted (Ctrl-C). Logs go to stderr; --verbose shows debug logs and tracebacks.
+exit codes: 0 success; 1 a job, some images, a deployment or an image build failed; 2 a usage or user error
+(the message says what to do); 130 interrupted (Ctrl-C). Logs go to stderr; --verbose shows debug logs and tracebacks.
 """
 
 from __future__ import annotations

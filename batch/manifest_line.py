@@ -1,5 +1,5 @@
 """One line of a manifest request (Batch Transform manifest mode): the image to pose and where its
-outputs go. Written by the launcher (`batch.transform.manifest`), read by the container
+outputs go. Written by the launcher (`batch.transform.plan.write_shards`), read by the container
 (`batch.transform_handler`). Standard library only.
 
     {"image": "s3://b/in/a.jpg", "keypoints": "s3://b/out/keypoints/a.jpg.json", "annotated": "s3://b/out/annotated/a.jpg"}

@@ -1,5 +1,7 @@
 """What the container does with one `/invocations` request, whoever sent it (Batch Transform, async
 inference, a real-time caller): an image body, or a manifest body of S3 references (one per line).
+(Named by the product's design card, which calls the container's request handler the transform handler.)
+`batch.server.app` (the HTTP contract) hands each request's body and options to `InvocationHandler`.
 
 - Image body: one `PoseResult` (JSON), or the annotated JPEG when `Accept: image/jpeg`. The annotated
   JPEG and the result record are also written to S3 when the caller names locations (`annotated_output`,
@@ -11,6 +13,9 @@ inference, a real-time caller): an image body, or a manifest body of S3 referenc
   is fetched from S3 concurrently (at most `POSE_MANIFEST_CONCURRENCY` lines at once per request, each
   object up to `POSE_MAX_S3_OBJECT_MB`), posed through the same batcher, its outputs written where the line
   says, and answered by one JSON line, in order. A bad line is an error line, never a failed request.
+
+Every S3 read and write goes through `S3Store`: on its own thread pool, so it never blocks inference,
+and only to the buckets the container is allowed (`POSE_ALLOWED_BUCKETS`).
 """
 
 from __future__ import annotations
@@ -18,14 +23,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from typing import Any
 
-from batch import content_types, transport_envelope
+from botocore.exceptions import BotoCoreError, ClientError
+
+from batch import aws, content_types, transport_envelope
 from batch.custom_attributes import InferenceOptions
-from batch.errors import InvalidManifest, PoseError
+from batch.errors import BucketNotAllowed, InvalidManifest, PayloadTooLarge, PoseError, S3ObjectError
 from batch.inference.engine import PoseEngine, Prediction
 from batch.manifest_line import ManifestLine
-from batch.s3_store import S3Store
+from batch.s3_uri import S3Uri
 from batch.schema import ErrorDetail, ManifestLineResult
 from batch.settings import Settings
 
@@ -128,3 +137,58 @@ class InvocationHandler:
             outputs["annotated"] = str(line.annotated)
         await asyncio.gather(*writes)
         return outputs
+
+
+class S3Store:
+    def __init__(self, settings: Settings) -> None:
+        self._allowed = frozenset(settings.allowed_buckets)
+        # What the container reads from S3 has its own limit: the request payload limit is for bodies.
+        self._max_bytes = settings.max_s3_object_bytes
+        self._pool = ThreadPoolExecutor(max_workers=settings.s3_concurrency, thread_name_prefix="s3")
+        self._client: Any = None
+
+    def check_allowed(self, uri: S3Uri) -> None:
+        if uri.bucket not in self._allowed:
+            allowed = ", ".join(sorted(self._allowed)) or "none (POSE_ALLOWED_BUCKETS is empty)"
+            raise BucketNotAllowed(f"bucket {uri.bucket!r} is not allowed for this container; allowed: {allowed}")
+
+    async def get(self, uri: S3Uri) -> bytes:
+        self.check_allowed(uri)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._get, uri)
+
+    async def put(self, uri: S3Uri, data: bytes, content_type: str) -> None:
+        self.check_allowed(uri)
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._put, uri, data, content_type)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
+
+    def _s3(self) -> Any:
+        if self._client is None:  # created lazily: the container starts without touching AWS
+            self._client = aws.client("s3", max_pool=64)
+        return self._client
+
+    def _get(self, uri: S3Uri) -> bytes:
+        try:
+            response = self._s3().get_object(Bucket=uri.bucket, Key=uri.key)
+            if self._max_bytes is not None and response.get("ContentLength", 0) > self._max_bytes:
+                response["Body"].close()
+                raise PayloadTooLarge(
+                    f"{uri} is {response['ContentLength']:,} bytes; the limit is {self._max_bytes:,}"
+                    " (POSE_MAX_S3_OBJECT_MB)"
+                )
+            return bytes(response["Body"].read())
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "error")
+            raise S3ObjectError(f"could not read {uri}: {code}") from None
+        except BotoCoreError as exc:
+            raise S3ObjectError(f"could not read {uri}: {exc}") from None
+
+    def _put(self, uri: S3Uri, data: bytes, content_type: str) -> None:
+        try:
+            self._s3().put_object(Bucket=uri.bucket, Key=uri.key, Body=data, ContentType=content_type)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "error")
+            raise S3ObjectError(f"could not write {uri}: {code}") from None
+        except BotoCoreError as exc:
+            raise S3ObjectError(f"could not write {uri}: {exc}") from None

@@ -38,8 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from batch import transport_envelope
 from batch.local.moto_server import MotoServer
 from batch.orchestration_settings import DEFAULT_FINALIZE_BUDGET_S
-from batch.transform import completion, manifest
-from batch.transform.plan import PAGE_SIZE, PLAN_ENV, JobPlan, Mode, Shard
+from batch.transform import completion
+from batch.transform.plan import PAGE_SIZE, PLAN_ENV, JobPlan, Mode, Shard, build_shards
 
 BUCKET = "posebatch-bench"
 RESULTS = Path(__file__).resolve().parent / "results" / "finalize-scale.json"
@@ -142,7 +142,7 @@ def run_mode(moto: MotoServer, mode: Mode, images: int, budget_s: float, topic: 
         keys=[f"camera/{i // 1000:04d}/IMG_{i:07d}.jpg" for i in range(images)],
     )
     if mode == "manifest":
-        plan.shards = manifest.build_shards(plan, 1)
+        plan.shards = build_shards(plan, 1)
     started = time.monotonic()
     plan.save(s3)
     plan_s = time.monotonic() - started

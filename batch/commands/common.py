@@ -11,13 +11,18 @@ from typing import Any
 from batch.orchestration_settings import LOCAL_HOME
 
 EXIT_OK = 0
-EXIT_FAILED = 1  # a job, or some images, failed
+EXIT_FAILED = 1  # a job, some images, a deployment or an image build failed
 EXIT_USAGE = 2  # the command was used wrongly: bad argument, missing file or bucket, no stack
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
 
 
 class UserError(Exception):
     """A mistake the user can fix; the message says how. Exit code 2."""
+
+
+class CommandFailed(Exception):
+    """The command ran and did not reach its goal (a deployment, an image build): exit code 1, with the
+    message on stderr like a `UserError`'s. Not for mistakes the user can fix: those are `UserError`."""
 
 
 def add_local_arguments(parser: argparse.ArgumentParser, *, what: str = "use") -> None:
@@ -42,6 +47,8 @@ def explain(exc: BaseException) -> tuple[int, str] | None:
 
     if isinstance(exc, UserError | LocalStackUnavailable):
         return EXIT_USAGE, str(exc)
+    if isinstance(exc, CommandFailed):
+        return EXIT_FAILED, str(exc)
     if isinstance(exc, ModelLoadError):
         return EXIT_USAGE, f"{exc}. Pass --model with a pose checkpoint (e.g. yolo11n-pose.pt)"
     if isinstance(exc, PoseError):

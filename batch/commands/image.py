@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from batch.commands.common import CommandFailed, UserError
+
 LOCAL_TAG = "posebatch:latest"
 
 
@@ -26,22 +28,32 @@ def register(subparsers: Any) -> None:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from batch.stack.image import ImageError, build, find_engine
+    from batch.stack.image import ImageError, ImageSetupError, build, find_engine
     from batch.stack.lambda_zip import project_root
 
     try:
         engine = find_engine()
         build(engine, LOCAL_TAG, project_root(), args.platform)
+    except ImageSetupError as exc:
+        raise UserError(str(exc)) from None
     except ImageError as exc:
-        print(f"error: {exc}")
-        return 1
+        raise CommandFailed(str(exc)) from None
     print(f"built {LOCAL_TAG}")
     return 0
 
 
 def run_push(args: argparse.Namespace) -> int:
     from batch import aws
-    from batch.stack.image import ImageError, build, ensure_repository, find_engine, image_uri, push, registry_login
+    from batch.stack.image import (
+        ImageError,
+        ImageSetupError,
+        build,
+        ensure_repository,
+        find_engine,
+        image_uri,
+        push,
+        registry_login,
+    )
     from batch.stack.lambda_zip import project_root
 
     try:
@@ -52,9 +64,10 @@ def run_push(args: argparse.Namespace) -> int:
             build(engine, LOCAL_TAG, project_root(), args.platform)
         remote = image_uri(repository, args.tag)
         push(engine, LOCAL_TAG, remote, registry_login(ecr))
+    except ImageSetupError as exc:
+        raise UserError(str(exc)) from None
     except ImageError as exc:
-        print(f"error: {exc}")
-        return 1
+        raise CommandFailed(str(exc)) from None
     print(f"pushed {remote}")
     print(f"deploy with: pose-batch stack deploy --image {remote} --model ...")
     return 0

@@ -11,6 +11,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from batch.commands.common import CommandFailed, UserError
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("stack", help="package, deploy or delete the AWS stack", description=__doc__)
@@ -47,15 +49,13 @@ def run_package(args: argparse.Namespace) -> int:
 
     try:
         path, closure = build_lambda_zip(project_root(), args.out)
-    except UnsupportedImport as exc:
-        print(f"error: {exc}")
-        return 1
+    except UnsupportedImport as exc:  # the checkout's Lambda code imports what Lambda lacks
+        raise CommandFailed(str(exc)) from None
     print(f"wrote {path} ({path.stat().st_size:,} bytes): {', '.join(sorted(closure.modules))}")
     return 0
 
 
 def run_deploy(args: argparse.Namespace) -> int:
-    from batch.errors import InvalidS3Uri
     from batch.stack.cloudformation import StackError
     from batch.stack.deploy import StackOptions, deploy, next_steps
     from batch.stack.lambda_zip import UnsupportedImport
@@ -76,9 +76,12 @@ def run_deploy(args: argparse.Namespace) -> int:
     )
     try:
         result = deploy(options, print)
-    except (StackError, UnsupportedImport, FileNotFoundError, ValueError, InvalidS3Uri) as exc:
-        print(f"error: {exc}")
-        return 1
+    except (StackError, UnsupportedImport) as exc:  # it ran and failed
+        raise CommandFailed(str(exc)) from None
+    except (FileNotFoundError, ValueError) as exc:
+        # StackInputError (the stack name, not a checkout), a --model that is no file, no checkpoint or
+        # no s3:// URI (InvalidS3Uri), an unreadable keypoints.yaml beside it: the stack was not touched.
+        raise UserError(str(exc)) from None
     print(f"stack {args.stack}: {result.action}")
     for line in next_steps(result.outputs):
         print(line)
@@ -92,6 +95,5 @@ def run_delete(args: argparse.Namespace) -> int:
     try:
         delete(args.stack, print)
     except StackError as exc:
-        print(f"error: {exc}")
-        return 1
+        raise CommandFailed(str(exc)) from None
     return 0

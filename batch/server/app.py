@@ -20,10 +20,9 @@ from batch import content_types
 from batch.custom_attributes import InferenceOptions, parse_custom_attributes
 from batch.errors import ModelNotReady, PayloadTooLarge, PoseError, error_record
 from batch.inference.engine import PoseEngine
-from batch.s3_store import S3Store
 from batch.schema import ErrorRecord
 from batch.settings import Settings
-from batch.transform_handler import InvocationHandler
+from batch.transform_handler import InvocationHandler, S3Store
 
 log = logging.getLogger(__name__)
 

@@ -18,6 +18,11 @@ DEFAULT_STACK = "posebatch"
 Say = Callable[[str], None]
 
 
+class StackInputError(ValueError):
+    """A deploy that cannot start as asked (the stack name, not a checkout); nothing was created, and
+    the message says what to change. A deploy that ran and failed is a `cloudformation.StackError`."""
+
+
 @dataclass(frozen=True)
 class StackOptions:
     stack_name: str = DEFAULT_STACK
@@ -45,9 +50,9 @@ def default_image_uri(account: str, region: str, repository: str = image.DEFAULT
 def deploy(options: StackOptions, say: Say) -> cloudformation.DeployResult:
     if options.stack_name != options.stack_name.lower():
         # SageMaker spells endpoint ARNs in lower case; the template scopes IAM to them.
-        raise cloudformation.StackError(f"use a lower-case stack name, not {options.stack_name!r}")
+        raise StackInputError(f"use a lower-case stack name, not {options.stack_name!r}")
     if not TEMPLATE.is_file():
-        raise cloudformation.StackError(
+        raise StackInputError(
             f"{TEMPLATE} not found: run `pose-batch stack` from a PoseBatch checkout (pip install -e .)"
         )
     region, account = aws.region(), account_id()

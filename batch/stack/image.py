@@ -23,7 +23,12 @@ DOCKERFILE = "container/Dockerfile"
 
 
 class ImageError(RuntimeError):
-    """An image step that cannot go on; the message says what to do instead."""
+    """An image step that failed (the build, the login, the push); the message says which and why."""
+
+
+class ImageSetupError(ImageError):
+    """This machine or checkout cannot build the image (no engine, an engine that does not answer, no
+    container/Dockerfile): nothing was done, and the message says what to do instead."""
 
 
 @dataclass(frozen=True)
@@ -38,7 +43,7 @@ def find_engine(candidates: Sequence[str] = ENGINES) -> str:
     found = [(name, shutil.which(name)) for name in candidates]
     present = [(name, path) for name, path in found if path]
     if not present:
-        raise ImageError(
+        raise ImageSetupError(
             f"no container engine found on PATH (looked for {', '.join(candidates)}). Install one, or build "
             "the image in AWS CodeBuild with buildspec.yml (see docs/aws-deploy.md, 'Without local Docker')."
         )
@@ -48,7 +53,7 @@ def find_engine(candidates: Sequence[str] = ENGINES) -> str:
         if probe.returncode == 0:
             return path
     names = ", ".join(name for name, _ in present)
-    raise ImageError(
+    raise ImageSetupError(
         f"found {names} but none answers `info` (is the daemon or VM running?). Start it, or build in "
         "AWS CodeBuild with buildspec.yml (see docs/aws-deploy.md, 'Without local Docker')."
     )
@@ -80,7 +85,7 @@ def registry_login(ecr: Any) -> Registry:
 
 def build(engine: str, tag: str, context: Path, platform: str = "linux/amd64") -> None:
     if not (context / DOCKERFILE).is_file():
-        raise ImageError(f"{context / DOCKERFILE} not found: build from a PoseBatch checkout (pip install -e .)")
+        raise ImageSetupError(f"{context / DOCKERFILE} not found: build from a PoseBatch checkout (pip install -e .)")
     _run([engine, "build", "--platform", platform, "-f", str(context / DOCKERFILE), "-t", tag, str(context)])
 
 

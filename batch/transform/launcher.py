@@ -1,6 +1,21 @@
-"""Launching a pose batch transform job: the model (created or reused), the job plan and manifests,
-and the CreateTransformJob request. Plain boto3, so the same code drives AWS and the local stand-in
-(the SDK's resources need AWS-only calls such as the default bucket and the caller's identity).
+"""Launching a pose batch transform job: what the job carries, the model (created or reused), the job
+plan and manifests, and the CreateTransformJob request. Plain boto3, so the same code drives AWS and
+the local stand-in (the SDK's resources need AWS-only calls such as the default bucket and the
+caller's identity).
+
+What the launcher decides from the listing before the job starts (`build_plan`):
+
+- Either mode: an input whose mirrored output keys (or, in images mode, the job's `.out` key) would
+  pass S3's 1,024-byte key limit can never be written: refused with `key_too_long` (`key_refusals`).
+- Images mode sends each object whole as one request, and SageMaker fails the *whole job* when one
+  object is larger than `MaxPayloadInMB`; it also requires `MaxConcurrentTransforms x MaxPayloadInMB
+  <= 100`. So the payload limit is sized from the largest object (at least the mode's 6 MB), and the
+  concurrency lowered to fit (`images_sizing`). Concurrency is what lets the container batch images on
+  the GPU, so it never goes below `MIN_IMAGES_CONCURRENT`: objects above 100 / 4 = 25 MB are kept out
+  of the job (refused with an error record that says to use manifest mode, where the container reads
+  the image from S3 itself and no request carries it).
+
+Refused inputs stay in the plan (`plan.refused`): the finaliser gives each its error record.
 """
 
 from __future__ import annotations
@@ -8,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -16,11 +32,20 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from batch import aws
+from batch.errors import KeyTooLong, PayloadTooLarge
+from batch.output_layout import MAX_KEY_BYTES, annotated_key, key_fits, keypoints_key
 from batch.s3_listing import list_objects
 from batch.s3_uri import S3Uri
-from batch.transform import manifest
-from batch.transform.plan import PLAN_ENV, JobPlan, Mode
-from batch.transform.sizing import PAYLOAD_X_CONCURRENCY, Sizing, images_sizing, key_refusals
+from batch.transform.plan import (
+    DEFAULT_MAX_IMAGES_PER_SHARD,
+    DEFAULT_SHARDS_PER_INSTANCE,
+    PLAN_ENV,
+    JobPlan,
+    Mode,
+    Refusal,
+    build_shards,
+    write_shards,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +96,8 @@ class LaunchOptions:
     timeout_s: int = 600
     max_retries: int = 3
     environment: dict[str, str] = field(default_factory=dict)
-    shards_per_instance: int = manifest.DEFAULT_SHARDS_PER_INSTANCE
-    max_images_per_shard: int = manifest.DEFAULT_MAX_IMAGES_PER_SHARD
+    shards_per_instance: int = DEFAULT_SHARDS_PER_INSTANCE
+    max_images_per_shard: int = DEFAULT_MAX_IMAGES_PER_SHARD
 
 
 def default_job_name(mode: str) -> str:
@@ -105,8 +130,75 @@ def ensure_model(sagemaker: Any, name: str, options: LaunchOptions) -> bool:
     return True
 
 
+MIB = 1024 * 1024
+PAYLOAD_X_CONCURRENCY = 100  # SageMaker: MaxConcurrentTransforms x MaxPayloadInMB <= 100
+MIN_IMAGES_CONCURRENT = 4
+MAX_IMAGES_PAYLOAD_MB = PAYLOAD_X_CONCURRENCY // MIN_IMAGES_CONCURRENT  # 25
+
+
+@dataclass(frozen=True)
+class Sizing:
+    """The job's request limits: `MaxConcurrentTransforms` and `MaxPayloadInMB`."""
+
+    max_concurrent: int
+    max_payload_mb: int
+
+
+def images_sizing(
+    sizes: dict[str, int],
+    *,
+    default_concurrent: int,
+    default_payload_mb: int,
+    max_concurrent: int | None = None,
+    max_payload_mb: int | None = None,
+) -> tuple[Sizing, list[Refusal]]:
+    """The images-mode request limits for objects of `sizes` (rel -> bytes), and the objects refused.
+    An explicit `max_payload_mb` or `max_concurrent` is kept; the other is derived from it."""
+    if max_payload_mb is not None:
+        payload = max_payload_mb
+    else:
+        ceiling = PAYLOAD_X_CONCURRENCY // max_concurrent if max_concurrent else MAX_IMAGES_PAYLOAD_MB
+        carried = [size for size in sizes.values() if size <= ceiling * MIB]
+        payload = min(ceiling, max([default_payload_mb, *(math.ceil(size / MIB) for size in carried)]))
+    concurrent = max_concurrent or max(1, min(default_concurrent, PAYLOAD_X_CONCURRENCY // max(payload, 1)))
+    limit = payload * MIB
+    refused = [
+        Refusal(
+            rel,
+            PayloadTooLarge.code,
+            f"{size / MIB:.1f} MB is more than images mode carries in one request ({payload} MB, with "
+            f"{concurrent} requests in flight): run this prefix with --mode manifest, where the container "
+            "reads each image from S3 itself",
+        )
+        for rel, size in sorted(sizes.items())
+        if size > limit
+    ]
+    return Sizing(concurrent, payload), refused
+
+
+def key_refusals(plan: JobPlan, rels: list[str]) -> list[Refusal]:
+    """Inputs whose output keys S3 would refuse (over 1,024 bytes)."""
+    output = plan.output_uri
+    refused = []
+    for rel in rels:
+        keys = [output.child(keypoints_key(rel)).key, output.child(annotated_key(rel)).key]
+        if plan.mode == "images":
+            keys.append(plan.transform_output_uri.child(rel + ".out").key)
+        longest = max(keys, key=lambda k: len(k.encode()))
+        if not key_fits(longest):
+            refused.append(
+                Refusal(
+                    rel,
+                    KeyTooLong.code,
+                    f"its output key would be {len(longest.encode())} bytes, past S3's limit of {MAX_KEY_BYTES}: "
+                    "shorten the input key or use a shorter output prefix",
+                )
+            )
+    return refused
+
+
 def build_plan(s3: Any, options: LaunchOptions, job_name: str) -> tuple[JobPlan, Sizing]:
-    """List the inputs, keep out what cannot work (`sizing`), and size the requests."""
+    """List the inputs, keep out what cannot work (`key_refusals`, `images_sizing`), and size the requests."""
     source = S3Uri.parse(options.input, allow_empty_key=True)
     output = S3Uri.parse(options.output, allow_empty_key=True)
     if source.bucket == output.bucket and (
@@ -149,7 +241,7 @@ def build_plan(s3: Any, options: LaunchOptions, job_name: str) -> tuple[JobPlan,
     if not plan.keys:
         raise LaunchError(f"none of the {len(plan.refused)} objects under {source} can be transformed: {refused[0]}")
     if options.mode == "manifest":
-        plan.shards = manifest.build_shards(
+        plan.shards = build_shards(
             plan,
             options.instance_count,
             shards_per_instance=options.shards_per_instance,
@@ -214,7 +306,7 @@ def launch(options: LaunchOptions, *, s3: Any = None, sagemaker: Any = None) -> 
     plan, sizing = build_plan(s3, options, job_name)
     request = transform_request(options, plan, options.model_name or default_model_name(options), sizing)
     if plan.mode == "manifest":
-        manifest.write_shards(s3, plan)
+        write_shards(s3, plan)
     elif plan.refused:
         uri = plan.input_manifest_uri
         body = json.dumps([{"prefix": plan.input}, *plan.keys], ensure_ascii=False).encode()

@@ -15,15 +15,24 @@ error record even when the job produced nothing for it. It is paged (at most `PA
 one manifest shard, per page) so that the finaliser reads it a page at a time, whatever the job's
 size. Its header's location travels in the job's Environment (`POSEBATCH_PLAN`), which the serving
 container ignores.
+
+Manifest mode cuts the keys into shards, the JSON Lines files under `manifests/` (one `ManifestLine`
+per image, `batch.manifest_line`). Batch Transform spreads input *files* over instances, and never
+mixes the records of two files in one request; so the number and size of the shards decide both how
+many instances get work and how many images one request can carry. Each instance gets several shards
+so that one slow shard does not idle the others (`build_shards`).
 """
 
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from batch.manifest_line import ManifestLine
 from batch.output_layout import annotated_key, keypoints_key
 from batch.s3_uri import S3Uri
 
@@ -31,6 +40,8 @@ Mode = Literal["images", "manifest"]
 PLAN_ENV = "POSEBATCH_PLAN"
 PLAN_VERSION = 2
 PAGE_SIZE = 256  # images per page in images mode; a page is bounded work for one finaliser step
+DEFAULT_SHARDS_PER_INSTANCE = 4
+DEFAULT_MAX_IMAGES_PER_SHARD = 256
 
 
 # The transform job states SageMaker never leaves.
@@ -200,3 +211,62 @@ class JobPlan:
 
 
 _JSON = "application/json"
+
+
+# Manifest mode: the shards (the job's input, under `manifests/`), cut from the plan's keys.
+def shard_count(
+    n_images: int,
+    instance_count: int,
+    *,
+    shards_per_instance: int = DEFAULT_SHARDS_PER_INSTANCE,
+    max_images_per_shard: int = DEFAULT_MAX_IMAGES_PER_SHARD,
+) -> int:
+    if n_images <= 0:
+        return 0
+    wanted = max(instance_count * shards_per_instance, math.ceil(n_images / max_images_per_shard))
+    return min(n_images, wanted)
+
+
+def split_evenly(keys: list[str], parts: int) -> Iterator[list[str]]:
+    """Contiguous runs of sorted keys (neighbours in a folder stay together), sizes differing by <= 1."""
+    size, extra = divmod(len(keys), parts)
+    start = 0
+    for i in range(parts):
+        end = start + size + (1 if i < extra else 0)
+        yield keys[start:end]
+        start = end
+
+
+def manifest_line(plan: JobPlan, rel: str) -> str:
+    """The image and where its outputs go (the container reads it with `ManifestLine.parse`)."""
+    output = plan.output_uri
+    return ManifestLine(plan.image_uri(rel), keypoints_uri(output, rel), annotated_uri(output, rel)).to_json()
+
+
+def build_shards(
+    plan: JobPlan,
+    instance_count: int,
+    *,
+    shards_per_instance: int = DEFAULT_SHARDS_PER_INSTANCE,
+    max_images_per_shard: int = DEFAULT_MAX_IMAGES_PER_SHARD,
+) -> list[Shard]:
+    count = shard_count(
+        len(plan.keys),
+        instance_count,
+        shards_per_instance=shards_per_instance,
+        max_images_per_shard=max_images_per_shard,
+    )
+    width = max(5, len(str(count)))
+    return [
+        Shard(rel=f"shard-{i:0{width}d}.jsonl", images=part) for i, part in enumerate(split_evenly(plan.keys, count))
+    ]
+
+
+def write_shards(s3: Any, plan: JobPlan) -> None:
+    def put(shard: Shard) -> None:
+        uri = plan.manifests_uri.child(shard.rel)
+        body = "".join(manifest_line(plan, rel) + "\n" for rel in shard.images).encode()
+        s3.put_object(Bucket=uri.bucket, Key=uri.key, Body=body, ContentType="application/jsonlines")
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(put, plan.shards))

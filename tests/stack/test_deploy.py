@@ -133,6 +133,31 @@ def test_deploy_update_delete(aws: Any, model_path: Path, capsys: pytest.Capture
 def test_bad_input_gets_a_clear_error(
     aws: Any, args: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # The CLI contract (README, "Exit codes"): a mistake the user can fix is exit 2, one message on stderr.
     aws("s3").create_bucket(Bucket="arts")
-    assert main(["stack", "deploy", "--artifacts-bucket", "arts", "--image", IMAGE, *args]) == 1
-    assert message in capsys.readouterr().out
+    assert main(["stack", "deploy", "--artifacts-bucket", "arts", "--image", IMAGE, *args]) == 2
+    out, err = capsys.readouterr()
+    assert "error" not in out
+    assert err.startswith("pose-batch stack: error: ") and err.count("\n") == 1
+    assert message in err
+    stacks = aws("cloudformation").list_stacks()["StackSummaries"]
+    assert [s["StackName"] for s in stacks if s["StackStatus"] != "DELETE_COMPLETE"] == []
+
+
+def test_a_failed_deployment_exits_1_with_its_reason_on_stderr(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Not a user mistake: the deployment ran and failed (moto never fails a resource, so the flow is
+    # replaced by one that fails as AWS does; tests/stack/test_stack_failures.py covers the flow itself).
+    from batch.stack import deploy
+    from batch.stack.cloudformation import StackError
+
+    def failing(options: Any, say: Any) -> None:
+        say(f"deploying stack {options.stack_name} ...")
+        raise StackError(f"stack {options.stack_name} ended ROLLBACK_COMPLETE: S3TriggerFunction: quota")
+
+    monkeypatch.setattr(deploy, "deploy", failing)
+    assert main(["stack", "deploy", "--stack", STACK, "--model", "s3://arts/m.tar.gz", "--image", IMAGE]) == 1
+    out, err = capsys.readouterr()
+    assert out == f"deploying stack {STACK} ...\n"
+    assert err == f"pose-batch stack: error: stack {STACK} ended ROLLBACK_COMPLETE: S3TriggerFunction: quota\n"

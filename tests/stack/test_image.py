@@ -30,14 +30,33 @@ def test_an_engine_without_its_daemon_is_a_clear_message(monkeypatch: pytest.Mon
         find_engine()
 
 
-def test_push_without_engine_exits_1_before_touching_aws(
-    aws: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("action", ["push", "build"])
+def test_no_engine_is_a_user_error_before_touching_aws(
+    aws: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str], action: str
 ) -> None:
+    # The CLI contract (README, "Exit codes"): exit 2, one message on stderr, nothing on stdout.
     monkeypatch.setenv("PATH", str(tmp_path))
-    assert main(["image", "push"]) == 1
-    assert "buildspec.yml" in capsys.readouterr().out
+    assert main(["image", action]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("pose-batch image: error: no container engine found on PATH") and err.count("\n") == 1
+    assert "buildspec.yml" in err
     assert aws("ecr").describe_repositories()["repositories"] == []
+
+
+def test_a_failed_build_exits_1_with_its_reason_on_stderr(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An engine that answers `info` but whose build fails: the command ran and failed (exit 1), not a
+    # mistake of the user's.
+    docker = tmp_path / "docker"
+    docker.write_text('#!/bin/sh\n[ "$1" = info ] && exit 0\nexit 3\n')
+    docker.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
     assert main(["image", "build"]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("pose-batch image: error: ") and "exited 3" in err
 
 
 def test_repository_is_created_once_with_scan_on_push(aws: Any) -> None:

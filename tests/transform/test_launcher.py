@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from batch.transform.launcher import LaunchOptions, default_job_name, default_model_name, transform_request
+from batch.transform.launcher import (
+    LaunchOptions,
+    default_job_name,
+    default_model_name,
+    images_sizing,
+    key_refusals,
+    transform_request,
+)
 from batch.transform.plan import PLAN_ENV, JobPlan, Mode
-from batch.transform.sizing import images_sizing, key_refusals
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,7 @@ from batch.local.moto_server import MotoServer
 from batch.manifest_line import ManifestLine
 from batch.s3_listing import list_keys
 from batch.s3_uri import S3Uri
-from batch.transform.manifest import build_shards, manifest_line, shard_count, split_evenly
-from batch.transform.plan import JobPlan, Refusal
+from batch.transform.plan import JobPlan, Refusal, build_shards, manifest_line, shard_count, split_evenly
 
 
 @pytest.fixture(scope="module")
