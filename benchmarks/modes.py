@@ -60,8 +60,23 @@ class Client:
 
     def get_json(self, path: str) -> Any:
         connection = http.client.HTTPConnection(self._host, self._port, timeout=30)
-        connection.request("GET", path)
-        return json.loads(connection.getresponse().read())
+        try:
+            connection.request("GET", path)
+            return json.loads(connection.getresponse().read())
+        finally:
+            connection.close()
+
+    def close(self) -> None:
+        """Closes every worker thread's connection (they stay open for reuse until then)."""
+        for connection in self._local.values():
+            connection.close()
+        self._local.clear()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def run_concurrently(count: int, concurrency: int, work: Callable[[int], float]) -> Measurement:

@@ -204,15 +204,13 @@ def server_persons(url: str, images: list[Path], conf: float, iou: float) -> dic
     """The service's answers over HTTP, 8 requests at a time (as Batch Transform would send them)."""
     from benchmarks.modes import Client
 
-    client = Client(url)
-
     def one(path: Path) -> Persons:
         status, data, _ = client.post(path.read_bytes(), "image/jpeg", f"conf={conf};iou={iou};max_det=300")
         if status != 200:
             raise RuntimeError(f"{path.name}: HTTP {status}: {data[:200]!r}")
         return Persons.from_record(json.loads(data))
 
-    with ThreadPoolExecutor(8) as pool:
+    with Client(url) as client, ThreadPoolExecutor(8) as pool:
         return dict(zip((p.name for p in images), pool.map(one, images), strict=True))
 
 

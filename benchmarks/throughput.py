@@ -224,6 +224,7 @@ def run_backend(
             after_manifest = client.get_json("/metrics")
             soak = run_soak(client, bodies, concurrency, container.pid, args.soak) if name == "coco" else {}
             server = client.get_json("/metrics")
+            client.close()
         finally:
             container.stop()
 

@@ -45,8 +45,9 @@ MIN_AP = 0.441
 # Left out on purpose: onnx/onnxslim/openvino (the CUDA path is torch) and matplotlib/polars/scipy, which
 # ultralytics lists but does not import for predict (checked by the dry run, which runs without them).
 WHEELS = [
-    # serving
-    "ultralytics", "ultralytics-thop", "ultralytics-platform", "pydantic", "pydantic-core", "pydantic-settings",
+    # serving (pillow-heif: HEIC/HEIF decoding, imported by the decoder)
+    "ultralytics", "pillow-heif", "ultralytics-thop", "ultralytics-platform", "pydantic", "pydantic-core",
+    "pydantic-settings",
     "annotated-types", "typing-inspection", "python-dotenv", "fastapi", "starlette", "annotated-doc", "uvicorn",
     "opentelemetry-api", "httpx", "httpcore", "nvidia-ml-py",
     "h11", "click", "anyio", "idna", "boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six",

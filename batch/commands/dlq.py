@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
+
+from batch.commands.common import UserError, local_home
 
 
 def register(subparsers: Any) -> None:
@@ -22,7 +23,8 @@ def register(subparsers: Any) -> None:
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--stack", help="the CloudFormation stack (`pose-batch stack deploy`)")
     target.add_argument("--local", action="store_true", help="the running `pose-batch local up` stack")
-    parser.add_argument("--home", default=".posebatch", help="the local stack's state folder")
+    # The same per-user folder as `local up` and every other --local command, from any working directory.
+    parser.add_argument("--home", help="the local stack's folder (default: as for `pose-batch local up`)")
     parser.add_argument("--limit", type=int, help="at most this many messages")
     parser.add_argument("--reason", default="marked failed by pose-batch dlq fail", help="said in the records")
     parser.set_defaults(func=run)
@@ -33,8 +35,9 @@ def _targets(args: argparse.Namespace) -> tuple[Any, dict[str, str]]:
     if args.local:
         from batch.local.state import read_section, stack_clients
 
-        state = read_section(Path(args.home), "async")
-        return stack_clients(Path(args.home)), {
+        home = local_home(args)
+        state = read_section(home, "async")
+        return stack_clients(home), {
             "queue": state.get("events_queue_url", ""),
             "dead_letters": state.get("dead_letter_url", ""),
             "input": state.get("input_uri", ""),
@@ -59,8 +62,11 @@ def run(args: argparse.Namespace) -> int:
     clients, where = _targets(args)
     if not all(where.values()):
         missing = ", ".join(k for k, v in where.items() if not v)
-        print(json.dumps({"error": {"code": "no_dead_letter_queue", "message": f"not found: {missing}"}}))
-        return 1
+        where_from = "the local stack's state" if args.local else f"stack {args.stack!r}'s outputs"
+        raise UserError(
+            f"no S3 trigger queues in {where_from} (missing: {missing}); deploy the stack with "
+            "`pose-batch stack deploy`, or start the local one with `pose-batch local up`"
+        )
     sqs = clients("sqs")
     if args.action == "show":
         attributes = sqs.get_queue_attributes(

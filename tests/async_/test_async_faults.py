@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 from batch.async_inference.layout import inference_id
-from batch.orchestration_settings import RetryPolicy
+from batch.orchestration_settings import LOCAL_HOME, RetryPolicy
 from batch.polling import poll
 from batch.s3_listing import list_objects
 
@@ -196,9 +196,11 @@ def test_a_drop_while_scaled_to_zero_waits_for_the_scale_up(stack: Any) -> None:
     assert (variant["DesiredInstanceCount"], variant["CurrentInstanceCount"]) == (1, 1)
 
 
-def pose_batch(*args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+def pose_batch(
+    *args: str, timeout_s: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     command = [str(Path(sys.executable).parent / "pose-batch"), *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, env=env)
 
 
 @pytest.mark.parametrize(("action", "expected"), [("redrive", "persons"), ("fail", "dead_lettered")])
@@ -234,5 +236,7 @@ def test_dead_letters_are_redriven_or_failed_by_the_command(stack: Any, action: 
     record = wait_for_records(stack, f"{OUT}keypoints/dlq/{action}", 1, timeout_s=120)
     body = record[f"{OUT}keypoints/dlq/{action}.jpg.json"]
     assert expected in body or body.get("error", {}).get("code") == expected
-    shown = pose_batch("dlq", "show", "--local", "--home", str(stack.home))
+    # Without --home, from another folder: the per-user home that `local up` and every --local command use.
+    shown = pose_batch("dlq", "show", "--local", env={**os.environ, LOCAL_HOME: str(stack.home)})
+    assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["messages"] == 0

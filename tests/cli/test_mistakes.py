@@ -28,6 +28,7 @@ MISTAKES = [
     ("transform-stale-state", ["transform", "--local", "--home", "{stale}", "s3://b/in/", "--output", "s3://b/o/"],
      USAGE, "has exited without cleaning up"),
     ("status-stale-state", ["status", "job-1", "--local", "--home", "{stale}"], USAGE, "pose-batch local up"),
+    ("dlq-local-no-stack", ["dlq", "show", "--local"], USAGE, "start one in another terminal"),
     ("transform-no-output", ["transform", "s3://b/in/"], USAGE, "--output"),
     ("transform-no-image", ["transform", "s3://b/in/", "--output", "s3://b/out/"], USAGE, "missing --image-uri"),
     ("local-up-detect-model", ["local", "up", "--model", "{det}"], USAGE, "is a detect model, not a pose model"),
