@@ -5,10 +5,11 @@ Pipeline: the header is read and the image's decoded pixels reserved in the pixe
 wait there, they never fail for memory); decode (a large JPEG at a reduced DCT scale that still
 covers the model input and the annotated size) + letterbox run on a CPU thread pool per request (so
 the next batch is prepared while the current one runs); the dynamic batcher stacks prepared canvases
-into one forward pass on its own thread; NMS runs on the backend's device; results come back as
-`PoseResult`s in original pixels, with the annotated JPEG when asked for (drawn and encoded on the
-CPU pool, never on the batch thread). The decoded image lives only inside `predict`: what is kept
-for annotation is already shrunk to `POSE_ANNOTATED_MAX_SIDE`.
+into forward passes on their own threads (one per backend lane: OpenVINO's streams run side by side);
+NMS runs on the backend's device; results come back as `PoseResult`s in original pixels, with the
+annotated JPEG when asked for (drawn and encoded on the CPU pool, never on the batch thread). The
+decoded image lives only inside `predict`: what is kept for annotation is already shrunk to
+`POSE_ANNOTATED_MAX_SIDE`.
 """
 
 from __future__ import annotations
