@@ -37,9 +37,8 @@ def keypoint_ap(url: str, coco_dir: Path) -> float:
         ]
 
     paths = sorted(p for p in (coco_dir / "images").glob("*.jpg") if p.name in ids)
-    with ThreadPoolExecutor(8) as pool:
+    with client, ThreadPoolExecutor(8) as pool:  # the client's connections close with it
         detections = [d for found in pool.map(one, paths) for d in found]
-    client.close()
     with tempfile.TemporaryDirectory() as scratch:
         results = Path(scratch) / "detections.json"
         results.write_text(json.dumps(detections))

@@ -204,7 +204,7 @@ def ceiling(preparation: Measurement, forward: Measurement, cores: int) -> float
     """Images/s if the cores did nothing but prepare and forward each image, with no time lost to HTTP,
     NMS, JSON, threads waiting or the benchmark's client: 1 / (prep/cores + 1/forward). On a CPU, where
     preparation and forward share the same cores, (b) cannot pass it; on a GPU the forward is not on the
-    cores, and the bound is the larger of the two rates instead."""
+    cores, and the bound is the smaller of the two rates instead (not computed here)."""
     prep_seconds = preparation.seconds / preparation.images
     return 1.0 / (prep_seconds / cores + 1.0 / forward.images_per_second)
 

@@ -5,8 +5,9 @@
 - CPU with native bf16 (AVX512_BF16, or AMX on AWS's Intel instances): OpenVINO in bf16, about 2x the
   forward of ONNX Runtime f32 with the same COCO AP and parity within reduced precision's tolerance
   (benchmarks/parity.py).
-- Any other CPU: ONNX Runtime f32 (OpenVINO f32 is no faster in the whole service: its threads compete
-  with the decode pool).
+- Any other CPU: ONNX Runtime f32. (Since OpenVINO runs as 1-thread streams, OpenVINO f32 measured faster
+  than ONNX Runtime in the whole service on this project's CPU, 1.24x on coco in two runs; `auto` has not
+  moved to it because no CPU without native bf16 was at hand to confirm it where it would matter.)
 A fallback is logged once, at start-up: OpenVINO unavailable -> ONNX Runtime; the ONNX export itself
 failing -> torch. A backend asked for by name never falls back: it works or the server says why.
 """
