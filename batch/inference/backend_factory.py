@@ -2,12 +2,15 @@
 
 `auto` picks the fastest backend that keeps accuracy (measured; see README, Throughput):
 - CUDA: torch (FP16 by default).
-- CPU with native bf16 (AVX512_BF16, or AMX on AWS's Intel instances): OpenVINO in bf16, about 2x the
-  forward of ONNX Runtime f32 with the same COCO AP and parity within reduced precision's tolerance
-  (benchmarks/parity.py).
-- Any other CPU: ONNX Runtime f32. (Since OpenVINO runs as 1-thread streams, OpenVINO f32 measured faster
-  than ONNX Runtime in the whole service on this project's CPU, 1.24x on coco in two runs; `auto` has not
-  moved to it because no CPU without native bf16 was at hand to confirm it where it would matter.)
+- CPU with native bf16 (AVX512_BF16, or AMX on AWS's Intel instances such as c7i): OpenVINO in bf16,
+  2-3x the forward of ONNX Runtime f32 with the same COCO AP and parity within reduced precision's
+  tolerance (benchmarks/parity.py).
+- CPU with AVX-512 but no bf16 (AWS's c5 and c6i): OpenVINO f32. With bf16 turned off it ran the forward
+  1.2-1.5x and the whole service 1.1-1.3x as fast as ONNX Runtime f32 on both CPUs measured (an AMD EPYC
+  and a Xeon with AMX; phone photos, bound by JPEG decoding, gain the least), with exact parity.
+- Any other CPU (AVX2 only, such as c6a): ONNX Runtime f32. OpenVINO limited to AVX2 here
+  (ONEDNN_MAX_CPU_ISA=AVX2) ran at 28-30 img/s against ONNX Runtime's 33-38 with AVX-512; ONNX Runtime
+  cannot be limited the same way, so which is faster on such a CPU is unmeasured, and the default stays.
 A fallback is logged once, at start-up: OpenVINO unavailable -> ONNX Runtime; the ONNX export itself
 failing -> torch. A backend asked for by name never falls back: it works or the server says why.
 """
@@ -15,6 +18,7 @@ failing -> torch. A backend asked for by name never falls back: it works or the 
 from __future__ import annotations
 
 import logging
+from typing import Literal
 
 import torch
 
@@ -38,11 +42,12 @@ def make_backend(settings: Settings, yolo: object, checkpoint: str, device: torc
             return openvino_backend(settings, checkpoint, threads)
         except Exception as exc:
             raise ModelLoadError(f"OpenVINO backend unavailable: {exc}") from exc
-    if wanted == "auto" and cpu_has_native_bf16():
+    precision = auto_openvino_precision() if wanted == "auto" else None
+    if precision is not None:
         try:
-            return openvino_backend(settings, checkpoint, threads, precision="bf16")
+            return openvino_backend(settings, checkpoint, threads, precision=precision)
         except Exception as exc:
-            log.warning("OpenVINO bf16 unavailable (%s); falling back to ONNX Runtime", exc)
+            log.warning("OpenVINO %s unavailable (%s); falling back to ONNX Runtime", precision, exc)
     try:
         return OnnxBackend(export_onnx(checkpoint, settings.onnx_cache_dir, settings.imgsz), threads)
     except Exception as exc:
@@ -50,6 +55,20 @@ def make_backend(settings: Settings, yolo: object, checkpoint: str, device: torc
             raise ModelLoadError(f"ONNX Runtime backend unavailable: {exc}") from exc
         log.warning("ONNX export failed (%s); falling back to the torch backend", exc)
         return TorchBackend(yolo, device, half)
+
+
+def auto_openvino_precision() -> Literal["bf16", "f32"] | None:
+    """What `auto` runs OpenVINO in on this CPU; None: ONNX Runtime is the pick here."""
+    if cpu_has_native_bf16():
+        return "bf16"
+    if cpu_has_avx512():
+        return "f32"
+    return None
+
+
+def cpu_has_avx512() -> bool:
+    """AVX-512 as PyTorch's kernel dispatch sees it (the same instruction set OpenVINO's kernels use)."""
+    return torch.backends.cpu.get_cpu_capability() == "AVX512"
 
 
 def cpu_has_native_bf16() -> bool:

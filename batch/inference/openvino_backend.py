@@ -3,9 +3,9 @@ compiled blob, so later starts skip compilation).
 
 Precision (`POSE_OPENVINO_PRECISION`): `auto` (the default) = bf16 where the CPU has it natively (AVX512_BF16,
 or AMX on AWS's Intel instances), f32 otherwise; bf16 is refused where it would be emulated. bf16 runs the
-forward at about 2x f32 and keeps COCO AP (0.449 against 0.446 on COCO-val-mini); it agrees with
+forward at 2x (AVX512_BF16) to 2.5x (AMX) f32 and keeps COCO AP (0.449 against 0.446 on COCO-val-mini); it agrees with
 Ultralytics' f32 predict within reduced precision's tolerance (benchmarks/parity.py), not to the float.
-`POSE_BACKEND=auto` picks OpenVINO bf16 on such CPUs (see backend_factory).
+`POSE_BACKEND=auto` picks OpenVINO bf16 on such CPUs and f32 on other AVX-512 CPUs (see backend_factory).
 
 The uint8 -> float, NHWC -> NCHW and /255 steps are compiled into the model (OpenVINO's pre-processing),
 so they run on OpenVINO's threads instead of numpy on the batcher's thread.

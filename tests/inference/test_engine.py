@@ -49,7 +49,7 @@ def test_mixed_batch_on_the_device_path(engines: dict[str, PoseEngine], sample_i
         assert np.abs(ours - theirs).mean() < 1.0
     for outcome in (device[0], device[2]):
         assert isinstance(outcome, Prediction) and outcome.annotated is not None
-        assert Image.open(io.BytesIO(outcome.annotated)).size == (810, 1080)  # under the 1920 px cap: as is
+        assert Image.open(io.BytesIO(outcome.annotated)).size == (750, 1000)  # shrunk to the 1000 px cap
 
 
 def cpu_settings(**environment: str) -> Settings:
@@ -91,13 +91,39 @@ def test_openvino_asked_for_but_missing_is_a_clear_start_up_error(monkeypatch: p
     assert make_backend(cpu_settings(POSE_BACKEND="auto"), None, str(MODEL_PATH), cpu, 2).name == "onnxruntime"
 
 
-def test_auto_on_the_cpu_runs_openvino_bf16_where_native_else_onnxruntime() -> None:
+def test_auto_on_this_cpu_runs_what_its_instruction_set_calls_for() -> None:
     import torch
 
-    from batch.inference.backend_factory import cpu_has_native_bf16, make_backend
+    from batch.inference.backend_factory import auto_openvino_precision, make_backend
 
     backend = make_backend(cpu_settings(POSE_BACKEND="auto"), None, str(MODEL_PATH), torch.device("cpu"), 2)
-    expected = ("openvino", "bf16") if cpu_has_native_bf16() else ("onnxruntime", "f32")
+    precision = auto_openvino_precision()
+    assert (backend.name, backend.precision) == (("openvino", precision) if precision else ("onnxruntime", "f32"))
+
+
+@pytest.mark.parametrize(
+    ("bf16", "avx512", "expected"),
+    [
+        (True, True, ("openvino", "bf16")),  # AVX512_BF16 or AMX (c7i)
+        (False, True, ("openvino", "f32")),  # AVX-512 without bf16 (c5, c6i)
+        (False, False, ("onnxruntime", "f32")),  # AVX2 only (c6a)
+    ],
+)
+def test_auto_on_the_cpu_by_instruction_set(
+    monkeypatch: pytest.MonkeyPatch, bf16: bool, avx512: bool, expected: tuple[str, str]
+) -> None:
+    """The CPU's capabilities are the only thing stood in for: the backends are built for real (bf16 only
+    where this CPU runs it, as OpenVINO refuses emulated bf16)."""
+    import torch
+
+    from batch.inference import backend_factory
+
+    if bf16 and not backend_factory.cpu_has_native_bf16():
+        pytest.skip("this CPU has no native bf16")
+    monkeypatch.setattr(backend_factory, "cpu_has_native_bf16", lambda: bf16)
+    monkeypatch.setattr(backend_factory, "cpu_has_avx512", lambda: avx512)
+    settings = cpu_settings(POSE_BACKEND="auto")
+    backend = backend_factory.make_backend(settings, None, str(MODEL_PATH), torch.device("cpu"), 2)
     assert (backend.name, backend.precision) == expected
 
 

@@ -60,8 +60,8 @@ def test_manifest_reads_photos_larger_than_the_payload_limit(server_factory: Ser
         x1, y1, x2, y2 = person["box"]
         assert 0 <= x1 < x2 <= 4032 and 0 <= y1 < y2 <= 2684
     annotated = Image.open(io.BytesIO(s3.get_object(Bucket="photos", Key="out/IMG_0001.jpg")["Body"].read()))
-    # Drawn on the reduced decode (1/2: 2016 px covers POSE_ANNOTATED_MAX_SIDE), capped to 1920.
-    assert annotated.size == (1920, 1278)
+    # Drawn on the reduced decode (1/4: 1008 px covers POSE_ANNOTATED_MAX_SIDE), shrunk to its 1000.
+    assert annotated.size == (1000, 666)
 
 
 def test_annotated_image_full_resolution_on_request(server_factory: ServerFactory) -> None:
