@@ -110,7 +110,7 @@ def test_annotated_jpeg_on_accept(server_url: str, sample_images: dict[str, byte
     response = post(server_url, sample_images["zidane.jpg"], Accept="image/jpeg")
     assert response.status_code == 200
     assert response.headers["content-type"] == "image/jpeg"
-    assert Image.open(io.BytesIO(response.content)).size == (1280, 720)
+    assert Image.open(io.BytesIO(response.content)).size == (1000, 562)  # 1280x720 shrunk to the 1000 px cap
 
 
 def test_batch_transform_turns_bad_images_into_error_records(
@@ -123,7 +123,7 @@ def test_batch_transform_turns_bad_images_into_error_records(
     good = post(url, sample_images["zidane.jpg"]).json()  # the transport envelope (batch.transport_envelope)
     assert good["record"]["persons"] and "annotated_jpeg_base64" not in good["record"]
     embedded = Image.open(io.BytesIO(__import__("base64").b64decode(good["annotated_jpeg_base64"])))
-    assert embedded.size == (1280, 720)
+    assert embedded.size == (1000, 562)  # 1280x720 shrunk to the 1000 px cap
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +145,7 @@ def test_annotated_image_written_to_s3(
     assert response.json()["persons"]
     written = s3.get_object(Bucket="out-bucket", Key=key)
     assert written["ContentType"] == "image/jpeg"
-    assert Image.open(io.BytesIO(written["Body"].read())).size == (810, 1080)
+    assert Image.open(io.BytesIO(written["Body"].read())).size == (750, 1000)  # 810x1080 shrunk to the cap
 
     refused = post(url, sample_images["bus.jpg"], **{ATTRS: "annotated_output=s3://other-bucket/x.jpg"})
     assert refused.status_code == 403
