@@ -148,8 +148,8 @@ class Settings(BaseSettings):
 
     annotated_jpeg_quality: int = Field(90, ge=10, le=100, validation_alias="POSE_JPEG_QUALITY")
     # 1000: a quarter of a 12 MP (or an eighth of a 48 MP) photo's 4000-4080 px longer side, so phone photos
-    # decode at libjpeg's 1/4 (1/8) scale: 1.18-1.23x the images mode and 1.36-1.41x the manifest mode of
-    # the old 1920 (decoded at 1/2) on phone photos, in consecutive benchmark runs (README, Throughput).
+    # decode at libjpeg's 1/4 (1/8) scale: 1.20x the images mode and 1.33x the manifest mode of the old
+    # 1920 (decoded at 1/2) on phone photos, side by side in one benchmark run (README, Throughput).
     annotated_max_side: int = Field(
         1000,
         ge=0,
@@ -213,8 +213,13 @@ class Settings(BaseSettings):
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build from a mapping (tests inject one); the process environment by default."""
         source = dict(os.environ if environ is None else environ)
-        known = {alias for field in cls.model_fields.values() for alias in _aliases(field.validation_alias)}
+        known = cls.environment_names()
         return cls.model_validate({k: v for k, v in source.items() if k in known})
+
+    @classmethod
+    def environment_names(cls) -> frozenset[str]:
+        """Every environment variable a setting is read from."""
+        return frozenset(alias for field in cls.model_fields.values() for alias in _aliases(field.validation_alias))
 
 
 def _aliases(alias: object) -> list[str]:

@@ -19,7 +19,9 @@ b / ceiling says how much of the machine the service turns into results.
 once, not per image.
 Each set gets a fresh server, so its mean batch (bounded batcher stats, /metrics) and peak RSS are its own.
 `--backends auto,onnxruntime` measures (b), (c) and (d) for each backend in the same run, side by side
-(the first one is the run's headline; (a) is measured once).
+(the first one is the run's headline; (a) is measured once). A backend may carry settings of its own,
+`BACKEND:NAME=VALUE[:NAME=VALUE...]`, so that two settings are compared in one run too, e.g.
+`--backends auto,openvino:POSE_OPENVINO_PRECISION=f32,auto:POSE_ANNOTATED_MAX_SIDE=1920`.
 Cost: images/s and dollars per million images on `--instance-type` (pricing.py; approximate prices).
 A soak of `--soak` requests (coco set) checks that the server's memory stays flat.
 
@@ -36,6 +38,7 @@ import os
 import platform
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +68,28 @@ LABELS = {"naive": "(a) naive predict(path)", "images_cold": "(b) cold: first pa
           "manifest": "(c) manifest via S3", "forward": "(d) forward alone"}  # fmt: skip
 
 
+@dataclass(frozen=True)
+class Variant:
+    """One server configuration compared: a backend and the settings given with it."""
+
+    label: str  # as written on the command line; the key of its figures in the report
+    environment: dict[str, str]  # POSE_BACKEND and the overrides
+
+
+def parse_variant(text: str, known: frozenset[str]) -> Variant:
+    """`BACKEND[:NAME=VALUE...]`; raises ValueError saying what is wrong."""
+    backend, *overrides = text.split(":")
+    if backend not in BACKENDS:
+        raise ValueError(f"{text!r}: the backend must be one of {', '.join(BACKENDS)}")
+    environment = {"POSE_BACKEND": backend}
+    for override in overrides:
+        name, sep, value = override.partition("=")
+        if not sep or name not in known or name == "POSE_BACKEND":
+            raise ValueError(f"{text!r}: {override!r} is not NAME=VALUE with NAME a PoseBatch setting (POSE_...)")
+        environment[name] = value
+    return Variant(text, environment)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=os.environ.get("POSE_MODEL", "yolo11n-pose.pt"))
@@ -76,7 +101,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--photo-cache", type=Path, default=PHOTO_CACHE, help="where the phone photos are kept")
     parser.add_argument("--device", help="POSE_DEVICE for the server and (d) (default: the environment's, or auto)")
     parser.add_argument(
-        "--backends", default="", help="comma-separated POSE_BACKEND values to compare (default: the environment's)"
+        "--backends",
+        default="",
+        help="comma-separated POSE_BACKEND values to compare, each optionally with settings of its own: "
+        "BACKEND:NAME=VALUE[:NAME=VALUE...] (default: the environment's POSE_BACKEND)",
     )
     parser.add_argument("--concurrency", type=int, default=0, help="in-flight requests (default: advertised)")
     parser.add_argument("--lines-per-request", type=int, default=64)
@@ -87,10 +115,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
     args.sets = [s.strip() for s in args.sets.split(",") if s.strip()]
+    from batch.settings import Settings
+
     default_backend = os.environ.get("POSE_BACKEND", "auto")
-    args.backends = [b.strip() for b in args.backends.split(",") if b.strip()] or [default_backend]
-    if any(b not in BACKENDS for b in args.backends):
-        parser.error(f"--backends takes a comma-separated list of {', '.join(BACKENDS)}")
+    texts = [b.strip() for b in args.backends.split(",") if b.strip()] or [default_backend]
+    try:
+        args.variants = [parse_variant(text, Settings.environment_names()) for text in texts]
+    except ValueError as exc:
+        parser.error(f"--backends: {exc}")
+    if len({v.label for v in args.variants}) < len(args.variants):
+        parser.error("--backends: the same entry twice")
     if not args.sets or any(s not in SETS for s in args.sets):
         parser.error(f"--sets takes a comma-separated list of {', '.join(SETS)}")
     return args
@@ -99,6 +133,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("YOLO_OFFLINE", "1")
+
+    from pydantic import ValidationError
 
     from batch.inference.engine import PoseEngine
     from batch.local.moto_server import MotoServer
@@ -109,9 +145,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no JPEGs in {args.images}", file=sys.stderr)
         return 2
     env = {"POSE_MODEL": args.model, **({"POSE_DEVICE": args.device} if args.device else {})}
-    # For (d) and the ceiling, shared by the sets: one engine per backend compared.
-    engines = {b: PoseEngine.load(Settings.from_env({**os.environ, **env, "POSE_BACKEND": b})) for b in args.backends}
-    engine = engines[args.backends[0]]
+    # For (d) and the ceiling, shared by the sets: one engine per variant compared.
+    try:  # every variant's settings checked before the first model loads
+        settings = [Settings.from_env({**os.environ, **env, **v.environment}) for v in args.variants]
+    except ValidationError as exc:
+        print(f"--backends: a setting's value is not valid: {exc}", file=sys.stderr)
+        return 2
+    engines = [(variant, PoseEngine.load(s)) for variant, s in zip(args.variants, settings, strict=True)]
+    engine = engines[0][1]
     instance = args.instance_type or default_instance(str(engine.backend.device))
     dollars_per_hour = price_per_hour(instance, args.price_per_hour)
 
@@ -137,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": args.model,
         "device": str(engine.backend.device),
         "backend": engine.backend.name,  # the first of --backends: the sets' headline figures
+        "variants": {v.label: v.environment for v in args.variants},
         "precision": engine.backend.precision,
         "cost": {
             "instance_type": instance,
@@ -159,10 +201,10 @@ def run_set(
     count: int,
     args: argparse.Namespace,
     env: dict[str, str],
-    engines: dict[str, Any],
+    engines: list[tuple[Variant, Any]],
     moto: Any,
 ) -> dict[str, Any]:
-    """(a) once, then (b), (c), (d) and the ceiling for every backend; the first backend's figures are the
+    """(a) once, then (b), (c), (d) and the ceiling for every backend (variant); the first backend's figures are the
     set's headline (`modes`, `ratios`, ...), the others go under `backends`, each with its own ratios."""
     unique = [p.read_bytes() for p in paths[:count]]
     cycled = list(itertools.islice(itertools.cycle(paths[:count]), count))
@@ -175,10 +217,10 @@ def run_set(
     for n, body in enumerate(unique):  # each distinct image once; the manifest cycles through them
         s3.put_object(Bucket=bucket, Key=f"input/{n:05d}.jpg", Body=body)
     per_backend = {
-        backend: run_backend(name, backend, engine, unique, count, naive, args, env, moto, bucket)
-        for backend, engine in engines.items()
+        variant.label: run_backend(name, variant, engine, unique, count, naive, args, env, moto, bucket)
+        for variant, engine in engines
     }
-    headline = per_backend[args.backends[0]]
+    headline = per_backend[args.variants[0].label]
     return {
         "images": len(unique),
         "count": count,
@@ -190,7 +232,7 @@ def run_set(
 
 def run_backend(
     name: str,
-    backend: str,
+    variant: Variant,
     engine: Any,
     unique: list[bytes],
     count: int,
@@ -204,8 +246,9 @@ def run_backend(
 
     bodies = list(itertools.islice(itertools.cycle(unique), count))
     uris = [f"s3://{bucket}/input/{n % len(unique):05d}.jpg" for n in range(count)]
-    label = f"[{name}/{backend}]"
+    label = f"[{name}/{variant.label}]"
     results: dict[str, Measurement] = {"naive": naive}
+    outputs = f"s3://{bucket}/output/{args.variants.index(variant)}/"  # key-safe: labels hold ':' and '='
     print(f"{label} (d) forward alone ...", flush=True)
     results["forward"] = bench_forward(engine, bodies, count)
     on_cpu = engine.backend.device.type == "cpu"
@@ -213,7 +256,7 @@ def run_backend(
     with tempfile.TemporaryDirectory() as scratch:
         container = ServingContainer(
             model_dir=Path(scratch),
-            environment={**env, "POSE_BACKEND": backend, "POSE_ALLOWED_BUCKETS": bucket},
+            environment={**env, **variant.environment, "POSE_ALLOWED_BUCKETS": bucket},
             aws_environment=moto.environment,
         ).start(startup_timeout_s=300)
         try:
@@ -232,7 +275,7 @@ def run_backend(
             after_images = client.get_json("/metrics")
             print(f"{label} (c) manifest mode via local S3, {args.lines_per_request} lines/request ...", flush=True)
             results["manifest"] = bench_manifest(
-                client, uris, f"s3://{bucket}/output/{backend}/", args.lines_per_request, args.manifest_concurrency
+                client, uris, outputs, args.lines_per_request, args.manifest_concurrency
             )
             after_manifest = client.get_json("/metrics")
             soak = run_soak(client, bodies, concurrency, container.pid, args.soak) if name == "coco" else {}
@@ -315,8 +358,9 @@ def print_report(report: dict[str, Any]) -> None:
     for name, result in report["sets"].items():
         print(f"\n[{name}] {result['images']} distinct images, {result['mean_image_mb']} MB mean, "
               f"{result['count']} per mode")  # fmt: skip
-        for backend, measured in result["backends"].items():
-            print(f"-- POSE_BACKEND={backend}: {measured['backend']} {measured['precision']}")
+        for label, measured in result["backends"].items():
+            settings = " ".join(f"{k}={v}" for k, v in report["variants"][label].items())
+            print(f"-- {settings}: {measured['backend']} {measured['precision']}")
             print(f"{'mode':26} {'images':>6} {'img/s':>7} {'$/M img':>8} {'p50 ms':>8} {'p99 ms':>8}")
             for key in ("naive", "images_cold", "images", "manifest", "forward"):
                 m = measured["modes"][key]

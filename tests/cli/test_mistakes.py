@@ -36,6 +36,9 @@ MISTAKES = [
     ("package-missing-checkpoint", ["package-model", "{tmp}/nope.pt"], USAGE, "does not exist"),
     ("report-no-folder", ["report", "{tmp}/no-such-output"], USAGE, "not a folder"),
     ("unknown-command", ["transfrom"], USAGE, "invalid choice"),
+    ("bench-bad-backend", ["bench", "--backends", "auto,gpu"], USAGE, "'gpu': the backend must be one of"),
+    ("bench-not-a-setting", ["bench", "--backends", "auto:POSE_NOPE=1"], USAGE, "is not NAME=VALUE"),
+    ("bench-bad-value", ["bench", "--backends", "auto:POSE_ANNOTATED_MAX_SIDE=big"], USAGE, "value is not valid"),
 ]  # fmt: skip
 
 
