@@ -39,8 +39,8 @@ def main() -> None:
     parser.add_argument("--deadline", type=float, default=900.0)
     args = parser.parse_args()
 
-    from batch.local.async_deployment import deploy_local_endpoint
-    from batch.local.async_endpoint_service import endpoints_of
+    from batch.local.sagemaker.async_deployment import deploy_local_endpoint
+    from batch.local.sagemaker.async_endpoint_service import endpoints_of
     from batch.local.stack import EmbeddedStack
     from batch.model_package import package_checkpoint
     from batch.orchestration_settings import RetryPolicy

@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
 def _use_local_stack(args: argparse.Namespace) -> Clients:
     """Point at the running stack: its stand-in and moto take the same calls as AWS. The S3-event
     path (a poller inside the stack's process) is wired by `pose-batch local up` itself."""
-    from batch.local.async_deployment import LOCAL_IMAGE, LOCAL_ROLE
+    from batch.local.sagemaker.async_deployment import LOCAL_IMAGE, LOCAL_ROLE
     from batch.local.state import read_section, stack_clients
 
     clients = stack_clients(local_home(args))

@@ -92,7 +92,7 @@ def run_up(args: argparse.Namespace) -> int:
         model_data = upload_model(stack.client("s3"), stack.bucket, checkpoint, stack.home)
         write_state(stack.home, model={"model_data": model_data, "image_uri": LOCAL_IMAGE_URI})
         if not args.no_async:
-            from batch.local.async_deployment import deploy_local_endpoint
+            from batch.local.sagemaker.async_deployment import deploy_local_endpoint
 
             deployment = deploy_local_endpoint(stack, model_data_url=model_data)
             layout = deployment.layout

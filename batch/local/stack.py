@@ -21,13 +21,13 @@ import uvicorn
 from batch import aws
 from batch.local.moto_server import REGION, MotoServer
 from batch.local.ports import free_port, wait_http_ok
-from batch.local.sagemaker_api import LocalSageMaker
+from batch.local.sagemaker.api import LocalSageMaker
 from batch.local.sqs_poller import LambdaHandler, SqsLambdaPoller
 from batch.local.state import state_path, write_state
 
 if TYPE_CHECKING:
-    from batch.local.async_endpoint_service import AsyncEndpoints
-    from batch.local.transform_job_service import TransformJobService
+    from batch.local.sagemaker.async_endpoint_service import AsyncEndpoints
+    from batch.local.sagemaker.transform_job_service import TransformJobService
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class EmbeddedStack:
 
     def start(self) -> EmbeddedStack:
         # Feature modules import the stack; import them here to keep the dependency one-way.
-        from batch.local import async_endpoint_service, transform_job_service
+        from batch.local.sagemaker import async_endpoint_service, transform_job_service
 
         self.home.mkdir(parents=True, exist_ok=True)
         self.moto.start()

@@ -37,7 +37,7 @@ RETRIES = 2
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Iterator[Any]:
-    from batch.local.async_deployment import deploy_local_endpoint
+    from batch.local.sagemaker.async_deployment import deploy_local_endpoint
     from batch.local.stack import EmbeddedStack
     from batch.model_package import package_checkpoint
 
@@ -103,7 +103,7 @@ def keys(stack: Any, prefix: str) -> list[str]:
 
 
 def runner(stack: Any, name: str) -> Any:
-    from batch.local.async_endpoint_service import endpoints_of
+    from batch.local.sagemaker.async_endpoint_service import endpoints_of
 
     found = endpoints_of(stack).runner(name)
     assert found is not None

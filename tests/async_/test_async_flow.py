@@ -62,7 +62,7 @@ class Notifications:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Iterator[Any]:
-    from batch.local.async_deployment import deploy_local_endpoint
+    from batch.local.sagemaker.async_deployment import deploy_local_endpoint
     from batch.local.stack import EmbeddedStack
     from batch.model_package import package_checkpoint
 
@@ -192,7 +192,7 @@ def test_fifty_images_at_once_give_fifty_results(stack: Any) -> None:
     assert len(keys_under(stack, f"{OUT}annotated/many/")) == 50
     # MaxConcurrentInvocationsPerInstance (4, one instance): the backlog never opened more calls at
     # once to the container, and 50 queued requests did fill the slots. The container counts them.
-    from batch.local.async_endpoint_service import endpoints_of
+    from batch.local.sagemaker.async_endpoint_service import endpoints_of
 
     runner = endpoints_of(stack).runner(stack.deployment.endpoint_name)
     assert runner is not None and runner.max_concurrent_per_instance == 4

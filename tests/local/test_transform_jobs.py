@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from batch.local.transform_job_service import service
+from batch.local.sagemaker.transform_job_service import service
 from tests.local.observed_container import OBSERVED_SERVE
 from tests.transform.jobs import TransformStack, objects, wait_until_job_ends
 

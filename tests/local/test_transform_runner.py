@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from batch.local.transform_job_record import TransformJob, container_environment, resolve_parameters
-from batch.local.transform_job_service import _relative
-from batch.local.transform_runner import FileFailed, InputFile, assemble, pack_records, spread_over_instances
+from batch.local.sagemaker.transform_job_record import TransformJob, container_environment, resolve_parameters
+from batch.local.sagemaker.transform_job_service import _relative
+from batch.local.sagemaker.transform_runner import FileFailed, InputFile, assemble, pack_records, spread_over_instances
 
 CONTAINER = {"MaxConcurrentTransforms": 32, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 6}
 

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from batch.local.transform_runner import Instance, RunParameters
+from batch.local.sagemaker.transform_runner import Instance, RunParameters
 
 # SageMaker's defaults where neither the job nor the container's /execution-parameters says.
 DEFAULT_MAX_CONCURRENT = 1

@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from batch.local.async_worker import AsyncRequest, AsyncRunner, Notification
 from batch.local.container import ServingContainer, unpack_model
-from batch.local.sagemaker_api import SageMakerApiError, arn, not_found, validation_error
+from batch.local.sagemaker.api import SageMakerApiError, arn, not_found, validation_error
+from batch.local.sagemaker.async_worker import AsyncRequest, AsyncRunner, Notification
 
 if TYPE_CHECKING:
     from batch.local.stack import EmbeddedStack

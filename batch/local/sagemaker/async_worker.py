@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from batch.local.container import InvocationFailed, ServingContainer, invoke
-from batch.local.instance_supervisor import Instance, InstanceSupervisor
+from batch.local.sagemaker.instance_supervisor import Instance, InstanceSupervisor
 from batch.s3_uri import S3Uri
 
 log = logging.getLogger(__name__)

@@ -15,9 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from batch.local.container import ContainerStartupFailed, ServingContainer, unpack_model
-from batch.local.sagemaker_api import SageMakerApiError, arn, not_found, validation_error
-from batch.local.transform_job_record import TransformJob, container_environment, resolve_parameters
-from batch.local.transform_runner import InputFile, Instance, InstanceWorker, spread_over_instances
+from batch.local.sagemaker.api import SageMakerApiError, arn, not_found, validation_error
+from batch.local.sagemaker.transform_job_record import TransformJob, container_environment, resolve_parameters
+from batch.local.sagemaker.transform_runner import InputFile, Instance, InstanceWorker, spread_over_instances
 from batch.orchestration_settings import finalize_budget_s
 from batch.s3_listing import list_objects
 from batch.s3_uri import S3Uri
