@@ -191,6 +191,8 @@ def check(args: argparse.Namespace) -> int:
                   "--photo-cache", str(scratch / "photos"), "--json", str(bench_json)]  # fmt: skip
     if args.instance_type:
         bench_args += ["--instance-type", args.instance_type]
+    if args.price_per_hour is not None:
+        bench_args += ["--price-per-hour", str(args.price_per_hour)]
     with GpuSampler() as sampler:
         code = throughput.main(bench_args)
     if code:
@@ -275,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sets", default="coco,phones")
     parser.add_argument("--count", type=int, default=500, help="images per mode and set")
     parser.add_argument("--instance-type", help="for the cost figures (e.g. ml.p5.48xlarge)")
+    parser.add_argument(
+        "--price-per-hour", type=float, help="USD per hour for the cost figures (one GPU's share of an 8-GPU one)"
+    )
     parser.add_argument("--out", type=Path, help="default: benchmarks/results/gpu-<device>.json")
     args = parser.parse_args(argv)
     if args.prepare:
