@@ -145,6 +145,15 @@ class Settings(BaseSettings):
         description="Largest model batch; default 32 on CUDA, 8 on CPU (larger CPU batches measured no faster).",
     )
     max_batch_wait_ms: float = Field(4.0, ge=0, le=1000, validation_alias="POSE_MAX_BATCH_WAIT_MS")
+    switch_interval_ms: float | None = Field(
+        None,
+        gt=0,
+        le=100,
+        validation_alias="POSE_SWITCH_INTERVAL_MS",
+        description="The interpreter's thread switch interval (sys.setswitchinterval); default: Python's 5 ms. "
+        "A thread that waits for the GIL waits up to this long, and the batch thread takes it back after "
+        "every torch call.",
+    )
 
     annotated_jpeg_quality: int = Field(90, ge=10, le=100, validation_alias="POSE_JPEG_QUALITY")
     # 1000: a quarter of a 12 MP (or an eighth of a 48 MP) photo's 4000-4080 px longer side, so phone photos

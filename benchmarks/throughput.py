@@ -298,6 +298,9 @@ def run_backend(
         "server": server,
         "soak": soak,
     }
+    # One line as soon as a backend is measured, so a run cut short still says what it found.
+    rates = "  ".join(f"{k}={results[k].images_per_second:.1f}" for k in ("naive", "images_cold", "images", "manifest"))
+    print(f"{label} img/s: {rates}  forward={d:.1f}; b/a={b / a:.2f} b/d={b / d:.2f} c/b={c / b:.2f}", flush=True)
     if preparation is not None:
         cores = os.cpu_count() or 1
         bound = ceiling(preparation, results["forward"], cores)

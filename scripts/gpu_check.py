@@ -193,6 +193,9 @@ def check(args: argparse.Namespace) -> int:
         bench_args += ["--instance-type", args.instance_type]
     if args.price_per_hour is not None:
         bench_args += ["--price-per-hour", str(args.price_per_hour)]
+    for option in ("backends", "phone_count", "naive_count"):
+        if getattr(args, option):
+            bench_args += ["--" + option.replace("_", "-"), str(getattr(args, option))]
     with GpuSampler() as sampler:
         code = throughput.main(bench_args)
     if code:
@@ -276,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda", help="cuda (the check) or cpu (a dry run)")
     parser.add_argument("--sets", default="coco,phones")
     parser.add_argument("--count", type=int, default=500, help="images per mode and set")
+    parser.add_argument("--backends", help="variants compared side by side (benchmark syntax); the first is checked")
+    parser.add_argument("--phone-count", type=int, default=0, help="images per mode, phones set (default: --count)")
+    parser.add_argument("--naive-count", type=int, default=0, help="images for (a) (default: the set's count)")
     parser.add_argument("--instance-type", help="for the cost figures (e.g. ml.p5.48xlarge)")
     parser.add_argument(
         "--price-per-hour", type=float, help="USD per hour for the cost figures (one GPU's share of an 8-GPU one)"

@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None, *, overrides: dict[str, object] | None =
     except ModelLoadError as exc:
         log.error("%s", exc)
         return 1
+    if settings.switch_interval_ms is not None:
+        sys.setswitchinterval(settings.switch_interval_ms / 1000)
     app = create_app(settings)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level="info", access_log=False, timeout_keep_alive=75
