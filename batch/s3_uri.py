@@ -33,7 +33,9 @@ class S3Uri:
         return self.key if not self.key or self.key.endswith("/") else self.key + "/"
 
     def child(self, relative_key: str) -> S3Uri:
-        return S3Uri(self.bucket, self.prefix + relative_key.lstrip("/"))
+        """The object `relative_key` below this prefix. S3 keys are exact strings (`in/x.jpg` and
+        `in//x.jpg` are two objects), so the join normalises nothing."""
+        return S3Uri(self.bucket, self.prefix + relative_key)
 
     def __str__(self) -> str:
         return f"s3://{self.bucket}/{self.key}"

@@ -48,4 +48,11 @@ def test_empty_key_only_when_allowed() -> None:
 def test_prefix_and_child(uri: str, prefix: str, child: str) -> None:
     parsed = S3Uri.parse(uri, allow_empty_key=True)
     assert parsed.prefix == prefix
-    assert str(parsed.child("/x.jpg")) == child
+    assert str(parsed.child("x.jpg")) == child
+
+
+@pytest.mark.parametrize("rel", ["/x.jpg", "a//x.jpg", "//x.jpg", "a/./x.jpg", "a/../x.jpg"])
+def test_a_child_key_is_joined_exactly(rel: str) -> None:
+    """S3 keys are exact strings: `in/x.jpg` and `in//x.jpg` are two objects, so nothing is normalised."""
+    assert S3Uri.parse("s3://b1b/in/").child(rel) == S3Uri("b1b", "in/" + rel)
+    assert S3Uri.parse("s3://b1b/", allow_empty_key=True).child(rel) == S3Uri("b1b", rel)

@@ -37,6 +37,8 @@ def build_inputs(sample_images: dict[str, bytes]) -> dict[str, bytes]:
         "with space/bus copy.jpg": sample_images["bus.jpg"],
         "ünïcødé/zidané 2.png": zidane_png,
         "top level.jpg": encode(gradient(320, 240), "JPEG"),
+        # S3 keys are exact strings: `input//top level.jpg` is another object, with its own outputs.
+        "/top level.jpg": sample_images["zidane.jpg"],
         # Line separators are legal in S3 keys: the manifest line holding it must stay one line.
         "line\u2028sep\x85/bus.jpg": sample_images["bus.jpg"],
         CORRUPT[0]: b"this is not an image",
@@ -112,6 +114,7 @@ def test_every_input_has_its_outputs_at_the_mirrored_keys(run: Run) -> None:
         assert run.outputs[annotated_key(rel)][:2] == b"\xff\xd8"  # a JPEG
     assert json.loads(run.outputs["keypoints/nested/deeper/bus.jpg.json"])["persons"]
     assert json.loads(run.outputs["keypoints/top level.jpg.json"])["persons"] == []
+    assert json.loads(run.outputs["keypoints//top level.jpg.json"])["persons"]  # zidane, not the gradient
 
 
 def test_every_record_names_its_source_image(run: Run) -> None:
@@ -138,7 +141,7 @@ def test_corrupt_files_get_error_records(run: Run) -> None:
 def test_summary_counts_every_image_once(run: Run) -> None:
     summary = json.loads(run.outputs["_SUMMARY.json"])
     assert summary == run.summary
-    assert (summary["images"], summary["done"], summary["failed"]) == (8, 6, 2)
+    assert (summary["images"], summary["done"], summary["failed"]) == (9, 7, 2)
     assert sorted(f["key"] for f in summary["failures"]) == sorted(INPUT + rel for rel in CORRUPT)
     assert summary["timings"]["transform_seconds"] > 0 and summary["timings"]["images_per_second"] > 0
     persons, with_persons = persons_written(run)
@@ -151,7 +154,7 @@ def test_one_sns_notification_with_the_status(run: Run, transform_stack: Transfo
     assert len(envelopes) == 1
     assert envelopes[0]["Subject"].endswith(": Completed")
     message = envelopes[0]["Message"]
-    assert "8 in total, 6 done, 2 failed" in message
+    assert "9 in total, 7 done, 2 failed" in message
     persons, with_persons = persons_written(run)
     assert f"Persons: {persons} found, in {with_persons} image(s)." in message
     assert f"s3://{transform_stack.bucket}/e2e/output-{run.mode}/" in message

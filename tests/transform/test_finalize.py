@@ -153,6 +153,30 @@ def test_manifest_mode_reads_lines_and_records_missing_ones(s3: Any) -> None:
     assert (summary["persons"], summary["images_with_persons"]) == (3, 1)
 
 
+@pytest.mark.parametrize("mode", ["images", "manifest"])
+def test_keys_differing_by_a_slash_are_finalised_apart(s3: Any, mode: str) -> None:
+    """`in/x.jpg` and `in//x.jpg` are two inputs: each gets its own `.out`, record and source."""
+    rels = ["x.jpg", "/x.jpg"]
+    plan = JobPlan(f"slash-{mode}", mode, "s3://bucket/in/", f"s3://bucket/o8-{mode}/", keys=rels)
+    if mode == "manifest":
+        plan.shards = [Shard("shard-0.jsonl", rels)]
+        lines = [
+            {"image": "s3://bucket/in/x.jpg", "status": "ok", "result": with_persons(1)},
+            {"image": "s3://bucket/in//x.jpg", "status": "error", "error": {"code": "invalid_image", "message": "no"}},
+        ]
+        saved(s3, plan)
+        put_out(s3, plan, "shard-0.jsonl", "".join(json.dumps(line) + "\n" for line in lines).encode())
+    else:
+        saved(s3, plan)
+        put_out(s3, plan, "x.jpg", envelope(None, with_persons(1)))
+        put_out(s3, plan, "/x.jpg", b'{"error": {"code": "invalid_image", "message": "no"}}')
+    summary = finalize(s3, plan, JOB)
+    assert [f["key"] for f in summary["failures"]] == ["in//x.jpg"]
+    assert read(s3, f"o8-{mode}/keypoints//x.jpg.json")["error"]["code"] == "invalid_image"
+    if mode == "images":
+        assert read(s3, f"o8-{mode}/keypoints/x.jpg.json") == named(with_persons(1), "s3://bucket/in/x.jpg")
+
+
 def test_a_page_finalised_before_persons_were_counted_gives_no_total(s3: Any) -> None:
     plan = saved(s3, JobPlan("old", "images", "s3://bucket/in/", "s3://bucket/o7/", keys=["ok.jpg"]))
     put_out(s3, plan, "ok.jpg", envelope(None, with_persons(1)))

@@ -56,6 +56,19 @@ def test_shards_cover_every_key_once_with_the_container_line_format() -> None:
     }
 
 
+def test_keys_differing_by_a_slash_name_their_own_image_and_outputs() -> None:
+    """`in/x.jpg` and `in//x.jpg` are two objects: each line names its own image and its own outputs."""
+    plan = JobPlan("job", "manifest", "s3://bkt/in/", "s3://bkt/out/", keys=["x.jpg", "/x.jpg", "a//y.jpg"])
+    lines = [json.loads(manifest_line(plan, rel)) for rel in plan.keys]
+    assert [line["image"] for line in lines] == ["s3://bkt/in/x.jpg", "s3://bkt/in//x.jpg", "s3://bkt/in/a//y.jpg"]
+    assert [line["keypoints"] for line in lines] == [
+        "s3://bkt/out/keypoints/x.jpg.json",
+        "s3://bkt/out/keypoints//x.jpg.json",
+        "s3://bkt/out/keypoints/a//y.jpg.json",
+    ]
+    assert len({line["annotated"] for line in lines}) == 3
+
+
 def test_plan_round_trips_through_its_pages(s3: Any) -> None:
     plan = JobPlan("job", "manifest", "s3://bucket/in/", "s3://bucket/out/", keys=["a", "b\u2028c"])
     plan.shards = build_shards(plan, 1)
