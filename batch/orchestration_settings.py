@@ -30,6 +30,9 @@ RETRY_ATTEMPTS = "POSEBATCH_RETRY_ATTEMPTS"
 RETRY_BACKOFF_S = "POSEBATCH_RETRY_BACKOFF_S"
 # Transform completion (Lambda configuration)
 TRANSFORM_TOPIC_ARN = "POSEBATCH_TRANSFORM_TOPIC_ARN"
+# Only jobs named with this prefix are finalised and announced (the template's TransformJobPrefix).
+TRANSFORM_JOB_PREFIX = "POSEBATCH_TRANSFORM_JOB_PREFIX"
+DEFAULT_TRANSFORM_JOB_PREFIX = "posebatch-"  # the launcher's default job names
 FINALIZE_BUDGET_S = "POSEBATCH_FINALIZE_BUDGET_S"
 # What an invocation keeps back from Lambda's remaining time: the page under way and the summary.
 FINALIZE_RESERVE_S = 240.0
@@ -125,6 +128,11 @@ class RetryPolicy:
 def transform_topic_arn(environ: Mapping[str, str] | None = None) -> str | None:
     """The SNS topic the transform completion handler publishes to; None: do not notify."""
     return _get(_environ(environ), TRANSFORM_TOPIC_ARN)
+
+
+def transform_job_prefix(environ: Mapping[str, str] | None = None) -> str:
+    """The job-name prefix the completion handler acts on (events for other jobs are ignored)."""
+    return _get(_environ(environ), TRANSFORM_JOB_PREFIX) or DEFAULT_TRANSFORM_JOB_PREFIX
 
 
 def finalize_budget_s(remaining_s: float | None = None, environ: Mapping[str, str] | None = None) -> float:

@@ -24,7 +24,7 @@ from typing import Any
 
 from batch import aws
 from batch.aws import Clients
-from batch.orchestration_settings import TRANSFORM_TOPIC_ARN
+from batch.orchestration_settings import DEFAULT_TRANSFORM_JOB_PREFIX, TRANSFORM_TOPIC_ARN
 from batch.s3_uri import S3Uri
 from batch.transform.finalize import Finalizer, existing_summary, finalize_pages, read_object
 from batch.transform.plan import END_STATES, PLAN_ENV, JobPlan, summary_uri
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 TOPIC_NAME = "posebatch-transform-complete"
 DETAIL_TYPE = "SageMaker Transform Job State Change"
-JOB_NAME_PREFIX = "posebatch-"  # the launcher's default names; the template's TransformJobPrefix
+JOB_NAME_PREFIX = DEFAULT_TRANSFORM_JOB_PREFIX  # the launcher's default names; the template's TransformJobPrefix
 EVENT_PATTERN: dict[str, Any] = {
     "source": ["aws.sagemaker"],
     "detail-type": [DETAIL_TYPE],
@@ -51,17 +51,19 @@ def handle_records(
     topic_arn: str | None,
     clients: Clients = aws.client,
     budget_s: float | None = None,
+    job_prefix: str = JOB_NAME_PREFIX,
 ) -> dict[str, Any]:
     """One EventBridge event, or SQS records holding them; a failing record is in `batchItemFailures`.
     `budget_s`: seconds this invocation may spend finalising pages (None: all of them)."""
     deadline = None if budget_s is None else time.monotonic() + budget_s
     if "Records" not in event:
-        handle_event(event, topic_arn=topic_arn, clients=clients, deadline=deadline)
+        handle_event(event, topic_arn=topic_arn, clients=clients, deadline=deadline, job_prefix=job_prefix)
         return {"batchItemFailures": []}
     failures = []
     for record in event["Records"]:
         try:
-            handle_event(json.loads(record["body"]), topic_arn=topic_arn, clients=clients, deadline=deadline)
+            body = json.loads(record["body"])
+            handle_event(body, topic_arn=topic_arn, clients=clients, deadline=deadline, job_prefix=job_prefix)
         except Exception:
             log.exception("transform completion failed for message %s", record.get("messageId"))
             failures.append({"itemIdentifier": record.get("messageId")})
@@ -69,10 +71,20 @@ def handle_records(
 
 
 def handle_event(
-    event: dict[str, Any], *, topic_arn: str | None, clients: Clients = aws.client, deadline: float | None = None
+    event: dict[str, Any],
+    *,
+    topic_arn: str | None,
+    clients: Clients = aws.client,
+    deadline: float | None = None,
+    job_prefix: str = JOB_NAME_PREFIX,
 ) -> dict[str, Any] | None:
     """Finalise (as far as `deadline`) and notify for one event; returns the summary once there is one
-    (None if the event is not for us, or the work goes on in a continuation event)."""
+    (None if the event is not for us, or the work goes on in a continuation event).
+
+    Anyone in the account may put an event with our continuation source on the default bus, so nothing
+    in an event is trusted beyond the job's name: a job outside `job_prefix` is not even described, and
+    one without its own PoseBatch plan (in its Environment, set by the launcher) is neither finalised
+    nor announced."""
     detail = event.get("detail") or {}
     continued = event.get("detail-type") == CONTINUE_DETAIL_TYPE
     if not continued and (
@@ -80,29 +92,31 @@ def handle_event(
     ):
         log.info("ignoring event %s", event.get("detail-type"))
         return None
-    job: dict[str, Any] = clients("sagemaker").describe_transform_job(TransformJobName=detail["TransformJobName"])
+    name = detail.get("TransformJobName")
+    if not isinstance(name, str) or not name.startswith(job_prefix):
+        log.warning("ignoring an event for job %r: not named %s*", escape(name), job_prefix)
+        return None
+    job: dict[str, Any] = clients("sagemaker").describe_transform_job(TransformJobName=name)
     status = job["TransformJobStatus"]
     if status not in END_STATES or (continued and status != detail.get("TransformJobStatus")):
         return None  # a stale or reordered event: the job moved on
     s3 = clients("s3")
-    plan_location = (job.get("Environment") or {}).get(PLAN_ENV)
-    summary: dict[str, Any] | None = None
-    marker: S3Uri | None = None
-    if plan_location:
-        plan = JobPlan.load(s3, S3Uri.parse(plan_location))
-        summary = existing_summary(s3, plan, status)
-        if summary is None:
-            start = int(detail.get("next_page", 0)) if continued else 0
-            following = finalize_pages(s3, plan, job, start=start, deadline=deadline)
-            if following is None and start < plan.page_count and _past(deadline):
-                following = plan.page_count  # the pages used the budget: the summary gets its own invocation
-            if following is not None:
-                _continue(clients, job, following)
-                return None
-            summary = Finalizer(s3, plan, job).summarize()
-        marker = plan.root.child(f"notified-{status}")
-        if read_object(s3, marker) is not None:
-            return summary  # a duplicate event: already notified
+    plan = _own_plan(s3, job)
+    if plan is None:
+        return None
+    summary = existing_summary(s3, plan, status)
+    if summary is None:
+        start = int(detail.get("next_page", 0)) if continued else 0
+        following = finalize_pages(s3, plan, job, start=start, deadline=deadline)
+        if following is None and start < plan.page_count and _past(deadline):
+            following = plan.page_count  # the pages used the budget: the summary gets its own invocation
+        if following is not None:
+            _continue(clients, job, following)
+            return None
+        summary = Finalizer(s3, plan, job).summarize()
+    marker = plan.root.child(f"notified-{status}")
+    if read_object(s3, marker) is not None:
+        return summary  # a duplicate event: already notified
     if topic_arn:
         subject, message = format_notification(job, summary)
         clients("sns").publish(
@@ -116,9 +130,24 @@ def handle_event(
         )
     else:
         log.warning("no SNS topic (%s unset): not notifying", TRANSFORM_TOPIC_ARN)
-    if marker is not None:
-        s3.put_object(Bucket=marker.bucket, Key=marker.key, Body=b"")
+    s3.put_object(Bucket=marker.bucket, Key=marker.key, Body=b"")
     return summary
+
+
+def _own_plan(s3: Any, job: dict[str, Any]) -> JobPlan | None:
+    """The plan the launcher wrote for this very job, or None (the job is not one of ours)."""
+    name = job["TransformJobName"]
+    location = (job.get("Environment") or {}).get(PLAN_ENV)
+    try:
+        uri = S3Uri.parse(location) if location else None
+    except ValueError:
+        uri = None
+    body = read_object(s3, uri) if uri is not None else None
+    plan = JobPlan.from_json(body) if body is not None else None
+    if plan is None or plan.job_name != name:
+        log.warning("ignoring job %s: it has no PoseBatch plan of its own (%s=%r)", name, PLAN_ENV, location)
+        return None
+    return plan
 
 
 def _past(deadline: float | None) -> bool:

@@ -64,8 +64,20 @@ def _error_from(value: Any) -> dict[str, str]:
     return _error(str(error.get("code", "error")), str(error.get("message", "")))
 
 
-def _missing(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound")
+def absent(s3: Any, uri: S3Uri, exc: ClientError) -> bool:
+    """Whether a failed read means the object does not exist. S3 answers 404 for a missing key only to
+    a caller that may list it, and the roles may list only below the output prefix: a 403 there is
+    told apart by listing the key itself (a real refusal, or a refused listing, stays an error)."""
+    code = exc.response.get("Error", {}).get("Code")
+    if code in ("NoSuchKey", "404", "NotFound"):
+        return True
+    if code not in ("AccessDenied", "403"):
+        return False
+    try:
+        listed = s3.list_objects_v2(Bucket=uri.bucket, Prefix=uri.key, MaxKeys=1).get("Contents", [])
+    except ClientError:
+        return False
+    return not any(item.get("Key") == uri.key for item in listed)
 
 
 def read_object(s3: Any, uri: S3Uri) -> bytes | None:
@@ -74,7 +86,7 @@ def read_object(s3: Any, uri: S3Uri) -> bytes | None:
         body: bytes = s3.get_object(Bucket=uri.bucket, Key=uri.key)["Body"].read()
         return body
     except ClientError as exc:
-        if _missing(exc):
+        if absent(s3, uri, exc):
             return None
         raise
 
@@ -163,7 +175,7 @@ class Finalizer:
         try:
             body = self.s3.get_object(Bucket=out.bucket, Key=out.key)["Body"]
         except ClientError as exc:
-            if _missing(exc):
+            if absent(self.s3, out, exc):
                 return ImageStatus(rel, self.missing)
             raise
         try:
@@ -193,7 +205,7 @@ class Finalizer:
         try:
             body = self.s3.get_object(Bucket=out.bucket, Key=out.key)["Body"]
         except ClientError as exc:
-            if _missing(exc):
+            if absent(self.s3, out, exc):
                 return [ImageStatus(rel, self.missing) for rel in page.images]
             raise
         wanted = {str(self.plan.image_uri(rel)) for rel in page.images}

@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cfnlint.decode import cfn_yaml
 
+from batch.local.moto_server import MotoServer
 from batch.orchestration_settings import FINALIZE_RESERVE_S
 from batch.transform.completion import (
+    CONTINUE_DETAIL_TYPE,
     CONTINUE_PATTERN,
+    CONTINUE_SOURCE,
+    DETAIL_TYPE,
     EVENT_PATTERN,
     JOB_NAME_PREFIX,
     escape,
     format_notification,
+    handle_event,
 )
+from batch.transform.plan import PLAN_ENV, JobPlan
 from events.transform_completion import handler
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "infra" / "template.yaml"
@@ -104,3 +113,111 @@ def test_the_template_routes_the_same_events_as_the_code() -> None:
         for s in policy["PolicyDocument"]["Statement"]
     ]
     assert "events:PutEvents" in actions
+
+
+# --- who may make the handler act: forged events (issue 26, item 9) --------------------------------
+@dataclass
+class Account:
+    """One moto server as the account: a bucket, the completion topic with a queue on it, and a record of
+    which services the handler asked for (to see whether it described a job at all)."""
+
+    moto: MotoServer
+    topic_arn: str
+    queue_url: str
+    asked: list[str] = field(default_factory=list)
+
+    def clients(self, service: str) -> Any:
+        self.asked.append(service)
+        return self.moto.client(service)
+
+    def job(self, name: str, environment: dict[str, str] | None = None) -> None:
+        self.moto.client("sagemaker").create_transform_job(
+            TransformJobName=name,
+            ModelName="m",
+            Environment=environment or {},
+            TransformInput={"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://bkt/in/"}}},
+            TransformOutput={"S3OutputPath": "s3://bkt/out/"},
+            TransformResources={"InstanceType": "ml.m5.xlarge", "InstanceCount": 1},
+        )
+
+    def notifications(self) -> list[dict[str, Any]]:
+        sqs = self.moto.client("sqs")
+        messages = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+        return [json.loads(m["Body"]) for m in messages.get("Messages", [])]
+
+
+@pytest.fixture(scope="module")
+def account() -> Iterator[Account]:
+    with MotoServer() as moto:
+        moto.client("s3").create_bucket(Bucket="bkt")
+        moto.client("sagemaker").create_model(
+            ModelName="m", ExecutionRoleArn="arn:aws:iam::123456789012:role/r", PrimaryContainer={"Image": "i"}
+        )
+        topic = moto.client("sns").create_topic(Name="done")["TopicArn"]
+        sqs = moto.client("sqs")
+        url = sqs.create_queue(QueueName="done")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        moto.client("sns").subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+        yield Account(moto, topic, url)
+
+
+def state_change(name: str) -> dict[str, Any]:
+    return {"detail-type": DETAIL_TYPE, "detail": {"TransformJobName": name, "TransformJobStatus": "Completed"}}
+
+
+def continuation(name: str) -> dict[str, Any]:
+    detail = {"TransformJobName": name, "TransformJobStatus": "Completed", "next_page": 0}
+    return {"source": CONTINUE_SOURCE, "detail-type": CONTINUE_DETAIL_TYPE, "detail": detail}
+
+
+@pytest.mark.parametrize("forge", [continuation, state_change], ids=["continuation", "state-change"])
+def test_an_event_for_another_teams_job_is_ignored_before_any_call(
+    account: Account, forge: Callable[[str], dict[str, Any]]
+) -> None:
+    """Anyone in the account may put a `posebatch.transform` event on the default bus (the rule accepts
+    the source): a job outside the prefix is never described, finalised or announced."""
+    account.job(f"other-team-{forge.__name__}")
+    account.asked.clear()
+    event = forge(f"other-team-{forge.__name__}")
+    assert handle_event(event, topic_arn=account.topic_arn, clients=account.clients) is None
+    assert account.asked == [] and account.notifications() == []
+
+
+@pytest.mark.parametrize("forge", [continuation, state_change], ids=["continuation", "state-change"])
+def test_a_prefixed_job_without_a_plan_is_not_announced(
+    account: Account, forge: Callable[[str], dict[str, Any]]
+) -> None:
+    """A job that carries the prefix but was not launched by PoseBatch (no plan in its environment)."""
+    name = f"{JOB_NAME_PREFIX}foreign-{forge.__name__}"
+    account.job(name)
+    assert handle_event(forge(name), topic_arn=account.topic_arn, clients=account.clients) is None
+    assert account.notifications() == []
+
+
+def test_a_job_pointing_at_another_jobs_plan_is_not_announced(account: Account) -> None:
+    plan = JobPlan(f"{JOB_NAME_PREFIX}owner", "images", "s3://bkt/in/", "s3://bkt/out/", keys=["a.jpg"])
+    plan.save(account.moto.client("s3"))
+    name = f"{JOB_NAME_PREFIX}borrower"
+    account.job(name, {PLAN_ENV: str(plan.plan_uri)})
+    assert handle_event(continuation(name), topic_arn=account.topic_arn, clients=account.clients) is None
+    assert account.notifications() == []
+
+
+def test_the_prefix_is_the_stacks_setting() -> None:
+    """The handler reads the template's TransformJobPrefix from its environment."""
+    resources = cfn_yaml.load(str(TEMPLATE))["Resources"]
+    variables = resources["TransformCompletionFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["POSEBATCH_TRANSFORM_JOB_PREFIX"] == {"Ref": "TransformJobPrefix"}
+
+
+def test_the_roles_describe_only_the_stacks_jobs_and_list_only_its_output_prefix() -> None:
+    resources = cfn_yaml.load(str(TEMPLATE))["Resources"]
+    for role in ("TransformCompletionRole",):
+        found = [s for p in resources[role]["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
+        (describe,) = [s for s in found if s["Action"] == "sagemaker:DescribeTransformJob"]
+        assert describe["Resource"] == {
+            "Fn::Sub": "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:"
+            "transform-job/${TransformJobPrefix}*"
+        }
+        (listing,) = [s for s in found if s["Action"] == "s3:ListBucket"]
+        assert listing["Condition"] == {"StringLike": {"s3:prefix": [{"Fn::Sub": "${OutputPrefix}*"}]}}

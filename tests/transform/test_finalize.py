@@ -8,10 +8,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from batch import transport_envelope
 from batch.local.moto_server import MotoServer
-from batch.transform.finalize import Finalizer, finalize, finalize_pages, outcome_uri, split_lines
+from batch.s3_uri import S3Uri
+from batch.transform.finalize import Finalizer, finalize, finalize_pages, outcome_uri, read_object, split_lines
 from batch.transform.plan import PAGE_SIZE, JobPlan, Refusal, Shard
 from batch.transform.progress import format_report
 
@@ -187,6 +189,29 @@ def test_a_page_finalised_before_persons_were_counted_gives_no_total(s3: Any) ->
     s3.put_object(Bucket=page.bucket, Key=page.key, Body=json.dumps(outcome).encode())
     summary = Finalizer(s3, plan, JOB).summarize()
     assert (summary["persons"], summary["images_with_persons"]) == (None, None)  # not a total missing pages
+
+
+class ReadsRefused:
+    """The real moto client as S3 answers a role whose listing is narrowed to a prefix: every GET of a
+    missing key is a 403 (S3 may not say 404), while listing still works."""
+
+    def __init__(self, s3: Any) -> None:
+        self.s3 = s3
+
+    def get_object(self, **_: Any) -> Any:
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "GetObject")
+
+    def list_objects_v2(self, **kwargs: Any) -> Any:
+        return self.s3.list_objects_v2(**kwargs)
+
+
+def test_a_refused_read_of_a_key_that_is_not_listed_is_a_missing_object(s3: Any) -> None:
+    s3.put_object(Bucket="bucket", Key="o9/there.json", Body=b"{}")
+    refused = ReadsRefused(s3)
+    assert read_object(refused, S3Uri("bucket", "o9/missing.json")) is None
+    assert read_object(refused, S3Uri("bucket", "o9/there.js")) is None  # a prefix of a key is not the key
+    with pytest.raises(ClientError):  # the object is there: the refusal is real
+        read_object(refused, S3Uri("bucket", "o9/there.json"))
 
 
 @pytest.mark.parametrize(
