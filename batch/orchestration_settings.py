@@ -33,6 +33,11 @@ TRANSFORM_TOPIC_ARN = "POSEBATCH_TRANSFORM_TOPIC_ARN"
 # Only jobs named with this prefix are finalised and announced (the template's TransformJobPrefix).
 TRANSFORM_JOB_PREFIX = "POSEBATCH_TRANSFORM_JOB_PREFIX"
 DEFAULT_TRANSFORM_JOB_PREFIX = "posebatch-"  # the launcher's default job names
+# The pages queue the completion handler fans the finalisation out to (unset: it finalises in-process).
+FINALIZE_QUEUE_URL = "POSEBATCH_FINALIZE_QUEUE_URL"
+# The local stack's page invocations at once (on AWS: the template's FinalizeConcurrency).
+FINALIZE_CONCURRENCY = "POSEBATCH_FINALIZE_CONCURRENCY"
+DEFAULT_LOCAL_FINALIZE_CONCURRENCY = 4
 FINALIZE_BUDGET_S = "POSEBATCH_FINALIZE_BUDGET_S"
 # What an invocation keeps back from Lambda's remaining time: the page under way and the summary.
 FINALIZE_RESERVE_S = 240.0
@@ -130,9 +135,32 @@ def transform_topic_arn(environ: Mapping[str, str] | None = None) -> str | None:
     return _get(_environ(environ), TRANSFORM_TOPIC_ARN)
 
 
-def transform_job_prefix(environ: Mapping[str, str] | None = None) -> str:
-    """The job-name prefix the completion handler acts on (events for other jobs are ignored)."""
-    return _get(_environ(environ), TRANSFORM_JOB_PREFIX) or DEFAULT_TRANSFORM_JOB_PREFIX
+@dataclass(frozen=True)
+class CompletionConfig:
+    """The transform completion handler and its page invocations: where they announce, which jobs they
+    act on, and where the pages go (None: finalised in the handler's own invocations, one after another)."""
+
+    topic_arn: str | None = None
+    job_prefix: str = DEFAULT_TRANSFORM_JOB_PREFIX
+    pages_queue_url: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> CompletionConfig:
+        env = _environ(environ)
+        return cls(
+            topic_arn=_get(env, TRANSFORM_TOPIC_ARN),
+            job_prefix=_get(env, TRANSFORM_JOB_PREFIX) or DEFAULT_TRANSFORM_JOB_PREFIX,
+            pages_queue_url=_get(env, FINALIZE_QUEUE_URL),
+        )
+
+
+def local_finalize_concurrency(environ: Mapping[str, str] | None = None) -> int:
+    """How many page invocations the local stack runs at once (`POSEBATCH_FINALIZE_CONCURRENCY`, >= 1)."""
+    text = _get(_environ(environ), FINALIZE_CONCURRENCY)
+    value = int(text) if text else DEFAULT_LOCAL_FINALIZE_CONCURRENCY
+    if value < 1:
+        raise ValueError(f"{FINALIZE_CONCURRENCY} must be at least 1, got {value}")
+    return value
 
 
 def finalize_budget_s(remaining_s: float | None = None, environ: Mapping[str, str] | None = None) -> float:

@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from botocore.exceptions import ClientError
 
     from batch.commands.transform import clients_for, follow
-    from batch.transform.finalize import existing_summary
+    from batch.transform.outcomes import existing_summary
     from batch.transform.progress import images_with_output, load_plan
 
     clients = clients_for(args)

@@ -2,7 +2,8 @@
 
 Polls a queue, hands each batch to a handler in Lambda's SQS event shape, and deletes only the
 messages the handler did not report in `batchItemFailures`; failed ones reappear after the queue's
-visibility timeout, as on AWS.
+visibility timeout, as on AWS. `concurrency` pollers run at once, each handling one batch at a time:
+the event source mapping's `ScalingConfig.MaximumConcurrency`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class SqsLambdaPoller:
         *,
         batch_size: int = 10,
         name: str = "sqs-poller",
+        concurrency: int = 1,
     ) -> None:
         self._sqs = sqs
         self._queue_url = queue_url
@@ -34,15 +36,19 @@ class SqsLambdaPoller:
         self._handler = handler
         self._batch_size = batch_size
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._threads = [
+            threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True) for i in range(max(1, concurrency))
+        ]
 
     def start(self) -> SqsLambdaPoller:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def stop(self, timeout_s: float = 10.0) -> None:
         self._stop.set()
-        self._thread.join(timeout_s)
+        for thread in self._threads:
+            thread.join(timeout_s)
 
     def poll_once(self, wait_seconds: int = 1) -> int:
         """Receive and handle one batch; returns how many messages were received."""

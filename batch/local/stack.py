@@ -93,15 +93,22 @@ class EmbeddedStack:
         *,
         batch_size: int = 10,
         attributes: dict[str, str] | None = None,
+        concurrency: int = 1,
     ) -> str:
-        """Create a queue and poll it into `handler` (Lambda's SQS event source); returns its ARN."""
+        """Create a queue and poll it into `handler` (Lambda's SQS event source, at most `concurrency`
+        batches at once); returns its ARN (`queue_url` gives its URL)."""
         sqs = self.client("sqs")
         queue_attributes = {"VisibilityTimeout": "60", **(attributes or {})}
         queue_url = sqs.create_queue(QueueName=queue_name, Attributes=queue_attributes)["QueueUrl"]
         queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        poller = SqsLambdaPoller(sqs, queue_url, queue_arn, handler, batch_size=batch_size, name=queue_name)
+        poller = SqsLambdaPoller(
+            sqs, queue_url, queue_arn, handler, batch_size=batch_size, name=queue_name, concurrency=concurrency
+        )
         self.pollers.append(poller.start())
         return str(queue_arn)
+
+    def queue_url(self, queue_name: str) -> str:
+        return str(self.client("sqs").get_queue_url(QueueName=queue_name)["QueueUrl"])
 
     def stop(self) -> None:
         for poller in self.pollers:

@@ -16,7 +16,12 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-HANDLER_MODULES = ("events.s3_trigger", "events.transform_completion", "events.async_error")
+HANDLER_MODULES = (
+    "events.s3_trigger",
+    "events.transform_completion",
+    "events.transform_finalize_pages",
+    "events.async_error",
+)
 PROJECT_PACKAGES = frozenset({"batch", "events"})
 # What the python3.12 Lambda runtime ships besides the standard library (boto3 and its dependencies).
 RUNTIME_PACKAGES = frozenset({"boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six"})

@@ -2,8 +2,10 @@
 and the job gets one `_SUMMARY.json`.
 
 The work is cut into the plan's pages (at most 256 images, or one manifest shard, each), so that one
-step is bounded in time and memory whatever the job's size: `finalize_pages` runs pages until a
-deadline and says where to continue; `summarize` folds the pages' outcomes into the summary.
+step is bounded in time and memory whatever the job's size. `Finalizer.run_page` does one page and
+records its outcome; concurrent invocations run the pages (`batch.transform.fanout`), and the outcomes
+are summed into the summary as they complete (`batch.transform.outcomes`). `finalize` does it all here,
+in one process (the CLI's fallback).
 
 - images mode: each `<rel>.out` is a transport envelope (`batch.transport_envelope`): the record goes
   to `keypoints/<rel>.json`, the annotated JPEG is streamed to `annotated/<rel>` in 5 MiB parts; no
@@ -24,7 +26,6 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
 from boto3.s3.transfer import TransferConfig
@@ -32,19 +33,18 @@ from botocore.exceptions import ClientError
 
 from batch.errors import KeyTooLong, error_record
 from batch.output_layout import key_fits
-from batch.s3_uri import S3Uri
-from batch.transform.plan import JobPlan, Page, annotated_uri, keypoints_uri, summary_uri
+from batch.transform.outcomes import existing_summary, group_count, page_outcome_uri, reduce_group, write_summary
+from batch.transform.plan import JobPlan, Page, annotated_uri, keypoints_uri
+from batch.transform.s3_objects import absent, put_json
 from batch.transport_envelope import MAX_RECORD_BYTES, EnvelopeError, open_body
 
 log = logging.getLogger(__name__)
 
-MAX_FAILURES_LISTED = 10_000
 WORKERS = 16  # S3 calls in flight per page; with 5 MiB parts, about 16 x 10 MiB of buffers at most
 READ_CHUNK = 64 * 1024
 _PART = 5 * 1024 * 1024
 # One part in flight per image: memory per worker is bounded by the part size, not the JPEG's.
 _UPLOAD = TransferConfig(multipart_threshold=_PART, multipart_chunksize=_PART, max_concurrency=1, use_threads=False)
-_SUMMARY_WINDOW = 256  # page outcomes read at once while summarising
 
 
 @dataclass(frozen=True)
@@ -64,38 +64,6 @@ def _error_from(value: Any) -> dict[str, str]:
     return _error(str(error.get("code", "error")), str(error.get("message", "")))
 
 
-def absent(s3: Any, uri: S3Uri, exc: ClientError) -> bool:
-    """Whether a failed read means the object does not exist. S3 answers 404 for a missing key only to
-    a caller that may list it, and the roles may list only below the output prefix: a 403 there is
-    told apart by listing the key itself (a real refusal, or a refused listing, stays an error)."""
-    code = exc.response.get("Error", {}).get("Code")
-    if code in ("NoSuchKey", "404", "NotFound"):
-        return True
-    if code not in ("AccessDenied", "403"):
-        return False
-    try:
-        listed = s3.list_objects_v2(Bucket=uri.bucket, Prefix=uri.key, MaxKeys=1).get("Contents", [])
-    except ClientError:
-        return False
-    return not any(item.get("Key") == uri.key for item in listed)
-
-
-def read_object(s3: Any, uri: S3Uri) -> bytes | None:
-    """A small object whole (plans, markers, outcomes), None when it does not exist."""
-    try:
-        body: bytes = s3.get_object(Bucket=uri.bucket, Key=uri.key)["Body"].read()
-        return body
-    except ClientError as exc:
-        if absent(s3, uri, exc):
-            return None
-        raise
-
-
-def _put_json(s3: Any, uri: S3Uri, data: Any) -> None:
-    body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
-    s3.put_object(Bucket=uri.bucket, Key=uri.key, Body=body, ContentType="application/json")
-
-
 def split_lines(chunks: Iterator[bytes], max_line: int = MAX_RECORD_BYTES) -> Iterator[bytes]:
     """JSON Lines from a stream, split on b"\\n" only (U+2028/U+2029/U+0085 are legal in S3 keys)."""
     pending = bytearray()
@@ -108,10 +76,6 @@ def split_lines(chunks: Iterator[bytes], max_line: int = MAX_RECORD_BYTES) -> It
             raise EnvelopeError(f"a line longer than {max_line} bytes")
     if pending:
         yield bytes(pending)
-
-
-def outcome_uri(plan: JobPlan, status: str, index: int) -> S3Uri:
-    return plan.root.child(f"finalized/{status}/page-{index:06d}.json")
 
 
 class Finalizer:
@@ -146,7 +110,7 @@ class Finalizer:
             "failures": [{"key": self.plan.image_uri(o.rel).key, "error": o.error} for o in failed],
             "seconds": round(time.monotonic() - started, 3),
         }
-        _put_json(self.s3, outcome_uri(self.plan, self.status, index), outcome)
+        put_json(self.s3, page_outcome_uri(self.plan, self.status, index), outcome)
         return outcome
 
     def _write_error(self, outcome: ImageStatus) -> None:
@@ -155,7 +119,7 @@ class Finalizer:
         if not key_fits(target.key):
             return  # key_too_long: the summary entry is its record, there is no key to write it at
         try:
-            _put_json(self.s3, target, error_record(error.get("code", "error"), error.get("message", "")))
+            put_json(self.s3, target, error_record(error.get("code", "error"), error.get("message", "")))
         except Exception:
             log.exception("could not write the error record of %s", outcome.rel)
 
@@ -197,7 +161,7 @@ class Finalizer:
         finally:
             body.close()
         record = _with_source(opened.record, str(self.plan.image_uri(rel)))
-        _put_json(self.s3, keypoints, record)
+        put_json(self.s3, keypoints, record)
         return ImageStatus(rel, persons=_person_count(record))
 
     def _shard(self, page: Page) -> list[ImageStatus]:
@@ -232,79 +196,6 @@ class Finalizer:
                 outcomes.append(ImageStatus(rel, found[1], persons=found[0]))
         return outcomes
 
-    # --- the summary ----------------------------------------------------------------------------
-    def summarize(self, extra_s: float = 0.0) -> dict[str, Any]:
-        """Fold every page's outcome into `_SUMMARY.json`: a window of pages at a time, failures capped."""
-        started = time.monotonic()
-        images = done = failed = persons = with_persons = 0
-        uncounted = False  # a page finalised by a version that did not count persons yet
-        seconds = extra_s
-        failures: list[dict[str, Any]] = []
-        indexes = range(self.plan.page_count)
-        with ThreadPoolExecutor(self.workers) as pool:
-            for start in range(0, len(indexes), _SUMMARY_WINDOW):
-                window = indexes[start : start + _SUMMARY_WINDOW]
-                for index, body in zip(window, pool.map(self._outcome, window), strict=True):
-                    if body is None:  # cannot happen after finalize_pages; say so rather than guess
-                        raise RuntimeError(f"page {index} of {self.plan.job_name} has no outcome")
-                    images += body["images"]
-                    done += body["done"]
-                    failed += len(body["failures"])
-                    uncounted |= "persons" not in body
-                    persons += body.get("persons", 0)
-                    with_persons += body.get("images_with_persons", 0)
-                    seconds += body.get("seconds", 0.0)
-                    failures += body["failures"][: max(0, MAX_FAILURES_LISTED - len(failures))]
-        # None rather than a total that silently misses pages (the report then leaves the line out).
-        counts = (None, None) if uncounted else (persons, with_persons)
-        summary = self._summary(images, done, failed, failures, seconds, persons=counts[0], with_persons=counts[1])
-        summary["timings"]["summarize_seconds"] = round(time.monotonic() - started, 3)
-        _put_json(self.s3, summary_uri(self.plan.output_uri), summary)
-        return summary
-
-    def _outcome(self, index: int) -> dict[str, Any] | None:
-        body = read_object(self.s3, outcome_uri(self.plan, self.status, index))
-        return None if body is None else dict(json.loads(body))
-
-    def _summary(
-        self,
-        images: int,
-        done: int,
-        failed: int,
-        failures: list[dict[str, Any]],
-        finalize_s: float,
-        *,
-        persons: int | None,
-        with_persons: int | None,
-    ) -> dict[str, Any]:
-        created, started, ended = (
-            _epoch(self.job.get(k)) for k in ("CreationTime", "TransformStartTime", "TransformEndTime")
-        )
-        transform_s = (ended - started) if started is not None and ended is not None else None
-        return {
-            "job_name": self.plan.job_name,
-            "status": self.job.get("TransformJobStatus"),
-            "failure_reason": self.job.get("FailureReason"),
-            "mode": self.plan.mode,
-            "input": self.plan.input,
-            "output": self.plan.output,
-            "images": images,
-            "done": done,
-            "failed": failed,
-            "persons": persons,  # over every image posed
-            "images_with_persons": with_persons,
-            "failures": failures,
-            "timings": {
-                "created": _iso(created),
-                "started": _iso(started),
-                "ended": _iso(ended),
-                "transform_seconds": None if transform_s is None else round(transform_s, 3),
-                "finalize_seconds": round(finalize_s, 3),
-                "images_per_second": round(images / transform_s, 3) if transform_s else None,
-            },
-            "finalized_at": _iso(time.time()),
-        }
-
 
 def _person_count(record: Any) -> int:
     """How many persons a result record holds (0 for anything that is not one)."""
@@ -336,29 +227,6 @@ def _json_object(raw: bytes) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _epoch(value: Any) -> float | None:
-    if isinstance(value, datetime):
-        return value.timestamp()
-    if isinstance(value, int | float):
-        return float(value) / 1000 if value > 1e11 else float(value)
-    return None
-
-
-def _iso(epoch: float | None) -> str | None:
-    return None if epoch is None else datetime.fromtimestamp(epoch, timezone.utc).isoformat()
-
-
-def existing_summary(s3: Any, plan: JobPlan, status: str) -> dict[str, Any] | None:
-    """The summary this job already got for this end state, if any (duplicate events)."""
-    body = read_object(s3, summary_uri(plan.output_uri))
-    if body is None:
-        return None
-    summary: dict[str, Any] = json.loads(body)
-    if summary.get("job_name") == plan.job_name and summary.get("status") == status:
-        return summary
-    return None
-
-
 def finalize_pages(
     s3: Any, plan: JobPlan, job: dict[str, Any], *, start: int = 0, deadline: float | None = None
 ) -> int | None:
@@ -375,11 +243,15 @@ def finalize_pages(
 
 
 def finalize(s3: Any, plan: JobPlan, job: dict[str, Any], *, force: bool = False) -> dict[str, Any]:
-    """Finalise the whole job here, with no deadline (the CLI's fallback and the tests); once per job
-    and end state, `force` redoes it."""
+    """Finalise the whole job here, with no deadline (the CLI's fallback and the tests): every page, every
+    group, the summary; once per job and end state, `force` redoes it. No notification (that is the
+    completion handler's)."""
+    status = str(job.get("TransformJobStatus"))
     if not force:
-        found = existing_summary(s3, plan, str(job.get("TransformJobStatus")))
+        found = existing_summary(s3, plan, status)
         if found is not None:
             return found
     finalize_pages(s3, plan, job)
-    return Finalizer(s3, plan, job).summarize()
+    for group in range(group_count(plan)):
+        reduce_group(s3, plan, status, group)
+    return write_summary(s3, plan, job)

@@ -14,7 +14,8 @@ from typing import Any
 from batch.polling import poll
 from batch.s3_listing import list_objects
 from batch.s3_uri import S3Uri
-from batch.transform.finalize import existing_summary, finalize
+from batch.transform.finalize import finalize
+from batch.transform.outcomes import existing_summary
 from batch.transform.plan import END_STATES, PLAN_ENV, JobPlan
 
 log = logging.getLogger(__name__)

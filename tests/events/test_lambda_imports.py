@@ -21,7 +21,10 @@ import {module}
 """
 
 
-@pytest.mark.parametrize("module", ["events.s3_trigger", "events.transform_completion", "events.async_error"])
+@pytest.mark.parametrize(
+    "module",
+    ["events.s3_trigger", "events.transform_completion", "events.transform_finalize_pages", "events.async_error"],
+)
 def test_handler_imports_with_boto3_only(module: str) -> None:
     result = subprocess.run(
         [sys.executable, "-c", PROBE.format(module=module)], cwd=REPO_ROOT, capture_output=True, text=True

@@ -12,7 +12,7 @@ import pytest
 from cfnlint.decode import cfn_yaml
 
 from batch.local.moto_server import MotoServer
-from batch.orchestration_settings import FINALIZE_RESERVE_S
+from batch.orchestration_settings import FINALIZE_RESERVE_S, CompletionConfig
 from batch.transform.completion import (
     CONTINUE_DETAIL_TYPE,
     CONTINUE_PATTERN,
@@ -20,10 +20,9 @@ from batch.transform.completion import (
     DETAIL_TYPE,
     EVENT_PATTERN,
     JOB_NAME_PREFIX,
-    escape,
-    format_notification,
     handle_event,
 )
+from batch.transform.notification import escape, format_notification
 from batch.transform.plan import PLAN_ENV, JobPlan
 from events.transform_completion import handler
 
@@ -42,13 +41,13 @@ SUMMARY = {
 
 def test_events_it_does_not_handle_are_ignored() -> None:
     running = {"detail-type": "SageMaker Transform Job State Change", "detail": {"TransformJobStatus": "InProgress"}}
-    assert handler(running, None, topic_arn="arn") == {"batchItemFailures": []}
+    assert handler(running, None) == {"batchItemFailures": []}
     assert handler({"detail-type": "Something Else"}, None) == {"batchItemFailures": []}
 
 
 def test_a_bad_sqs_record_is_reported_not_raised() -> None:
     event = {"Records": [{"messageId": "m1", "body": "not json"}]}
-    assert handler(event, None, topic_arn="arn") == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
+    assert handler(event, None) == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
 
 
 def test_notification_is_human_readable() -> None:
@@ -126,6 +125,10 @@ class Account:
     queue_url: str
     asked: list[str] = field(default_factory=list)
 
+    @property
+    def config(self) -> CompletionConfig:
+        return CompletionConfig(topic_arn=self.topic_arn)
+
     def clients(self, service: str) -> Any:
         self.asked.append(service)
         return self.moto.client(service)
@@ -179,7 +182,7 @@ def test_an_event_for_another_teams_job_is_ignored_before_any_call(
     account.job(f"other-team-{forge.__name__}")
     account.asked.clear()
     event = forge(f"other-team-{forge.__name__}")
-    assert handle_event(event, topic_arn=account.topic_arn, clients=account.clients) is None
+    assert handle_event(event, account.config, clients=account.clients) is None
     assert account.asked == [] and account.notifications() == []
 
 
@@ -190,7 +193,7 @@ def test_a_prefixed_job_without_a_plan_is_not_announced(
     """A job that carries the prefix but was not launched by PoseBatch (no plan in its environment)."""
     name = f"{JOB_NAME_PREFIX}foreign-{forge.__name__}"
     account.job(name)
-    assert handle_event(forge(name), topic_arn=account.topic_arn, clients=account.clients) is None
+    assert handle_event(forge(name), account.config, clients=account.clients) is None
     assert account.notifications() == []
 
 
@@ -199,7 +202,7 @@ def test_a_job_pointing_at_another_jobs_plan_is_not_announced(account: Account) 
     plan.save(account.moto.client("s3"))
     name = f"{JOB_NAME_PREFIX}borrower"
     account.job(name, {PLAN_ENV: str(plan.plan_uri)})
-    assert handle_event(continuation(name), topic_arn=account.topic_arn, clients=account.clients) is None
+    assert handle_event(continuation(name), account.config, clients=account.clients) is None
     assert account.notifications() == []
 
 
@@ -210,14 +213,42 @@ def test_the_prefix_is_the_stacks_setting() -> None:
     assert variables["POSEBATCH_TRANSFORM_JOB_PREFIX"] == {"Ref": "TransformJobPrefix"}
 
 
+def role_statements(resources: dict[str, Any], role: str) -> list[dict[str, Any]]:
+    return [s for p in resources[role]["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
+
+
 def test_the_roles_describe_only_the_stacks_jobs_and_list_only_its_output_prefix() -> None:
     resources = cfn_yaml.load(str(TEMPLATE))["Resources"]
-    for role in ("TransformCompletionRole",):
-        found = [s for p in resources[role]["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
-        (describe,) = [s for s in found if s["Action"] == "sagemaker:DescribeTransformJob"]
-        assert describe["Resource"] == {
-            "Fn::Sub": "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:"
-            "transform-job/${TransformJobPrefix}*"
-        }
-        (listing,) = [s for s in found if s["Action"] == "s3:ListBucket"]
+    completion = role_statements(resources, "TransformCompletionRole")
+    (describe,) = [s for s in completion if s["Action"] == "sagemaker:DescribeTransformJob"]
+    assert describe["Resource"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:"
+        "transform-job/${TransformJobPrefix}*"
+    }
+    for role in ("TransformCompletionRole", "TransformPagesRole"):
+        (listing,) = [s for s in role_statements(resources, role) if s["Action"] == "s3:ListBucket"]
         assert listing["Condition"] == {"StringLike": {"s3:prefix": [{"Fn::Sub": "${OutputPrefix}*"}]}}
+    assert not [s for s in role_statements(resources, "TransformPagesRole") if "sagemaker" in str(s["Action"])]
+
+
+def test_the_template_fans_the_pages_out_as_the_local_stack_does() -> None:
+    """Completion handler -> pages queue -> page function, at most FinalizeConcurrency at once (well
+    within the account's default 1,000 concurrent executions); a task that keeps failing is dead-lettered
+    beside the failed completion events."""
+    template = cfn_yaml.load(str(TEMPLATE))
+    resources = template["Resources"]
+    completion = resources["TransformCompletionFunction"]["Properties"]["Environment"]["Variables"]
+    assert completion["POSEBATCH_FINALIZE_QUEUE_URL"] == {"Ref": "TransformPagesQueue"}
+    source = resources["TransformPagesEventSource"]["Properties"]
+    assert source["EventSourceArn"] == {"Fn::GetAtt": ["TransformPagesQueue", "Arn"]}
+    assert source["FunctionName"] == {"Ref": "TransformPagesFunction"}
+    assert source["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "FinalizeConcurrency"}}
+    concurrency = template["Parameters"]["FinalizeConcurrency"]
+    assert concurrency["Default"] <= 100 and concurrency["MaxValue"] <= 1000
+    pages = resources["TransformPagesFunction"]["Properties"]
+    assert pages["Handler"] == "events.transform_finalize_pages.handler"
+    queue = resources["TransformPagesQueue"]["Properties"]
+    assert queue["VisibilityTimeout"] >= 6 * pages["Timeout"]
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["CompletionDeadLetterQueue", "Arn"]}
+    sends = [s for s in role_statements(resources, "TransformCompletionRole") if s["Action"] == "sqs:SendMessage"]
+    assert {"Fn::GetAtt": ["TransformPagesQueue", "Arn"]} in [s["Resource"] for s in sends]

@@ -35,6 +35,7 @@ HANDLERS = {
     "events/__init__.py": "",
     "batch/__init__.py": "",
     "events/transform_completion.py": "import json\n",
+    "events/transform_finalize_pages.py": "import json\n",
     "events/async_error.py": "import logging\n",
 }
 
@@ -68,7 +69,13 @@ def test_closure_holds_exactly_the_imported_project_modules(
 ) -> None:
     root = write_tree(tmp_path, {**HANDLERS, "events/s3_trigger.py": trigger, **extra})
     closure = import_closure(root)
-    base = {"events", "events.s3_trigger", "events.transform_completion", "events.async_error"}
+    base = {
+        "events",
+        "events.s3_trigger",
+        "events.transform_completion",
+        "events.transform_finalize_pages",
+        "events.async_error",
+    }
     assert set(closure.modules) == base | expected
 
 
@@ -85,7 +92,8 @@ def test_a_module_lambda_lacks_fails_packaging_naming_the_import(tmp_path: Path,
 def test_the_zip_holds_only_handler_code(tmp_path: Path) -> None:
     path, closure = build_lambda_zip(project_root(), tmp_path)
     names = zipfile.ZipFile(path).namelist()
-    assert {"events/s3_trigger.py", "events/transform_completion.py", "events/async_error.py"} <= set(names)
+    handlers = {"s3_trigger", "transform_completion", "transform_finalize_pages", "async_error"}
+    assert {f"events/{name}.py" for name in handlers} <= set(names)
     assert all(n.endswith(".py") and n.split("/")[0] in ("batch", "events") for n in names)
     # Serving and local-stack code must never ride along.
     assert not [n for n in names if n.startswith(("batch/inference/", "batch/local/", "batch/server/"))]
@@ -106,11 +114,20 @@ for absent in ("pydantic", "moto", "numpy", "sagemaker", "pytest"):
     except ImportError:
         continue
     raise SystemExit(f"{absent} is importable: the interpreter is not isolated")
-from events import async_error, s3_trigger, transform_completion
+from events import async_error, s3_trigger, transform_completion, transform_finalize_pages
 events = json.load(open(events_file))
 handlers = {"s3": s3_trigger, "async": async_error}
 results = {name: handlers.get(name.split("-")[0], transform_completion).handler(event, None)
            for name, event in events.items()}
+# The page tasks the completion handler queued, each to the page handler (the event source's part).
+import boto3
+sqs, queue, pages = boto3.client("sqs"), os.environ["POSEBATCH_FINALIZE_QUEUE_URL"], []
+while messages := sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", []):
+    for m in messages:
+        record = {"messageId": m["MessageId"], "body": m["Body"]}
+        pages.append(transform_finalize_pages.handler({"Records": [record]}, None))
+        sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
+results["pages"] = pages
 loaded = sorted(m.__name__ for m in sys.modules.values() if m.__name__.split(".")[0] in ("batch", "events"))
 files = {m.__file__ for m in sys.modules.values() if getattr(m, "__file__", None)}
 print(json.dumps({"results": results, "loaded": loaded,
@@ -157,6 +174,7 @@ def test_unpacked_zip_handles_recorded_events_with_only_boto3(tmp_path: Path, mo
     queue = sqs.create_queue(QueueName="completion-mail")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
+    pages_queue = sqs.create_queue(QueueName="transform-pages")["QueueUrl"]
     # A finished transform job with a plan of two images and no outputs: both end with error records.
     plan = JobPlan(
         "posebatch-images-1", "images", f"s3://{BUCKET}/batch-input/", f"s3://{BUCKET}/output/", ["a.jpg", "b.jpg"]
@@ -234,6 +252,7 @@ def test_unpacked_zip_handles_recorded_events_with_only_boto3(tmp_path: Path, mo
         "POSEBATCH_INPUT_PREFIX": "input/",
         "POSEBATCH_OUTPUT_URI": f"s3://{BUCKET}/output/",
         "POSEBATCH_TRANSFORM_TOPIC_ARN": topic,
+        "POSEBATCH_FINALIZE_QUEUE_URL": pages_queue,
         "PATH": "/usr/bin:/bin",
     }
     completed = subprocess.run(
@@ -254,10 +273,11 @@ def test_unpacked_zip_handles_recorded_events_with_only_boto3(tmp_path: Path, mo
     assert results["s3-sqs-batch"] == {"batchItemFailures": []}
     assert results["s3-test-event"] == {"submitted": 0, "rejected": 0}
     assert results["transform-state-change"] == {"batchItemFailures": []}
+    assert results["pages"] == [{"batchItemFailures": []}]  # one task: a plan of one page
     assert results["async-error"] == {"retried": 0, "final": 1}
     rejected = json.loads(s3.get_object(Bucket=BUCKET, Key="output/keypoints/e.jpg.json")["Body"].read())
     assert rejected["error"]["code"] == "inference_rejected"
-    # The completion handler finalised the job in S3 and announced it on SNS.
+    # The completion handler fanned the job out, its page invocation finalised it and announced it on SNS.
     summary = json.loads(s3.get_object(Bucket=BUCKET, Key="output/_SUMMARY.json")["Body"].read())
     assert (summary["images"], summary["failed"]) == (2, 2)
     assert s3.head_object(Bucket=BUCKET, Key="output/keypoints/a.jpg.json")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +15,6 @@ import pytest
 from PIL import Image
 
 from batch.commands.transform import execute
-from batch.orchestration_settings import FINALIZE_BUDGET_S
 from batch.output_layout import annotated_key
 from batch.transform.launcher import LaunchError, LaunchOptions
 from tests.builders import encode, gradient
@@ -53,15 +51,6 @@ class Run:
     summary: dict[str, Any]
     outputs: dict[str, bytes]
     inputs: dict[str, bytes]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_page_per_invocation() -> Iterator[None]:
-    """The completion handler finalises one page per invocation here, so a job of several pages (manifest
-    mode: one per shard) goes through the continuation events, as a large job does on AWS."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(FINALIZE_BUDGET_S, "0")
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,11 @@ from botocore.exceptions import ClientError
 from batch import transport_envelope
 from batch.local.moto_server import MotoServer
 from batch.s3_uri import S3Uri
-from batch.transform.finalize import Finalizer, finalize, finalize_pages, outcome_uri, read_object, split_lines
+from batch.transform.finalize import finalize, finalize_pages, split_lines
+from batch.transform.outcomes import page_outcome_uri, reduce_group, write_summary
 from batch.transform.plan import PAGE_SIZE, JobPlan, Refusal, Shard
 from batch.transform.progress import format_report
+from batch.transform.s3_objects import read_object
 
 JOB = {"TransformJobStatus": "Completed", "TransformStartTime": 1000.0, "TransformEndTime": 1004.0}
 RESULT = {"model": "m", "image": {"width": 2, "height": 2}, "persons": []}
@@ -183,11 +185,12 @@ def test_a_page_finalised_before_persons_were_counted_gives_no_total(s3: Any) ->
     plan = saved(s3, JobPlan("old", "images", "s3://bucket/in/", "s3://bucket/o7/", keys=["ok.jpg"]))
     put_out(s3, plan, "ok.jpg", envelope(None, with_persons(1)))
     assert finalize(s3, plan, JOB)["persons"] == 1
-    page = outcome_uri(plan, "Completed", 0)
+    page = page_outcome_uri(plan, "Completed", 0)
     outcome = read(s3, page.key)
     del outcome["persons"], outcome["images_with_persons"]
     s3.put_object(Bucket=page.bucket, Key=page.key, Body=json.dumps(outcome).encode())
-    summary = Finalizer(s3, plan, JOB).summarize()
+    reduce_group(s3, plan, "Completed", 0)
+    summary = write_summary(s3, plan, JOB)
     assert (summary["persons"], summary["images_with_persons"]) == (None, None)  # not a total missing pages
 
 

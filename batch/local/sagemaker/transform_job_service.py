@@ -2,7 +2,8 @@
 ListTransformJobs and StopTransformJob on the stack's SageMaker API, each job run by real serving
 containers (see `transform_runner`), and the completion plumbing as on AWS: an EventBridge rule on
 "SageMaker Transform Job State Change" -> (SQS here, since moto cannot target SNS or Lambda) -> the
-completion handler -> the SNS topic.
+completion handler -> the pages queue -> page invocations (`POSEBATCH_FINALIZE_CONCURRENCY` at once)
+-> the summary and the SNS topic.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from batch.local.container import ContainerStartupFailed, ServingContainer, unpa
 from batch.local.sagemaker.api import SageMakerApiError, arn, not_found, validation_error
 from batch.local.sagemaker.transform_job_record import TransformJob, container_environment, resolve_parameters
 from batch.local.sagemaker.transform_runner import InputFile, Instance, InstanceWorker, spread_over_instances
-from batch.orchestration_settings import finalize_budget_s
+from batch.orchestration_settings import CompletionConfig, finalize_budget_s, local_finalize_concurrency
 from batch.s3_listing import list_objects
 from batch.s3_uri import S3Uri
-from batch.transform import completion
+from batch.transform import completion, fanout
 
 if TYPE_CHECKING:
     from batch.local.stack import EmbeddedStack
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 RULE_NAME = "posebatch-transform-job-state"
 CONTINUE_RULE_NAME = "posebatch-transform-finalize-continue"
 QUEUE_NAME = "posebatch-transform-events"
+PAGES_QUEUE_NAME = "posebatch-transform-pages"
 MAX_LOCAL_INSTANCES = 8
 _NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 
@@ -262,9 +264,18 @@ def install(stack: EmbeddedStack) -> TransformJobService:
 
     topic_arn = stack.client("sns").create_topic(Name=completion.TOPIC_NAME)["TopicArn"]
 
+    def on_pages(event: dict[str, Any], context: Any) -> Any:
+        return fanout.handle_task_records(
+            event, clients=stack.client, topic_arn=topic_arn, job_prefix=completion.JOB_NAME_PREFIX
+        )
+
+    # As on AWS: the pages queue with its own invocations, a bounded number at once.
+    stack.add_sqs_lambda(PAGES_QUEUE_NAME, on_pages, batch_size=1, concurrency=local_finalize_concurrency())
+    config = CompletionConfig(topic_arn=topic_arn, pages_queue_url=stack.queue_url(PAGES_QUEUE_NAME))
+
     def on_job_event(event: dict[str, Any], context: Any) -> Any:
         budget_s = finalize_budget_s()  # no Lambda context here: the setting alone
-        return completion.handle_records(event, topic_arn=topic_arn, clients=stack.client, budget_s=budget_s)
+        return completion.handle_records(event, config, clients=stack.client, budget_s=budget_s)
 
     queue_arn = stack.add_sqs_lambda(QUEUE_NAME, on_job_event, batch_size=1)
     events = stack.client("events")
