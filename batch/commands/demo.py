@@ -26,7 +26,9 @@ def register(subparsers: Any) -> None:
         "--model",
         help="checkpoint or Ultralytics model name (default: $POSE_MODEL, else yolo11n-pose.pt)",
     )
-    parser.add_argument("--mode", choices=("images", "manifest"), default="images")
+    parser.add_argument(
+        "--mode", choices=("auto", "images", "manifest"), default="auto", help="as `pose-batch transform --mode`"
+    )
     parser.add_argument("--home", default=".posebatch/demo", help="state folder of the demo's stack")
     parser.set_defaults(func=run)
 

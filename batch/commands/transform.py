@@ -20,6 +20,7 @@ from batch.commands.common import (
     write_report,
 )
 from batch.orchestration_settings import DeploymentDefaults
+from batch.transform.mode_choice import AUTO_MANIFEST_FROM
 
 if TYPE_CHECKING:
     from batch.aws import Clients
@@ -45,9 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--attach", metavar="JOB", help="follow a job launched earlier (instead of launching one)")
     parser.add_argument(
         "--mode",
-        choices=("images", "manifest"),
-        default="images",
-        help="images: one request per image; manifest: JSON Lines shards of S3 references",
+        choices=("auto", "images", "manifest"),
+        default="auto",
+        help="images: one request per image; manifest: JSON Lines shards of S3 references; auto (default): "
+        f"manifest from {AUTO_MANIFEST_FROM} images or with any object too large for images mode, else images",
     )
     add_local_arguments(parser, what="run the job on")
     parser.add_argument("--wait", action="store_true", help="wait with a progress bar and print a summary")
@@ -163,11 +165,14 @@ def execute(
     from batch.transform.launcher import launch
 
     clients = clients or aws.client
-    plan = launch(options, s3=clients("s3"), sagemaker=clients("sagemaker"))
+    launched = launch(options, s3=clients("s3"), sagemaker=clients("sagemaker"))
+    plan = launched.plan
     try:  # from here on the job runs: an interrupt must say so
         print(f"launched transform job {plan.job_name} over {len(plan.keys)} images ({plan.mode} mode)", flush=True)
+        if launched.mode.automatic:
+            print(f"mode: {launched.mode.describe()}", file=sys.stderr, flush=True)
         warn_refused(plan)
-        if plan.mode == "images" and len(plan.keys) >= LARGE_JOB_IMAGES:
+        if not launched.mode.automatic and plan.mode == "images" and len(plan.keys) >= LARGE_JOB_IMAGES:
             print(
                 f"note: for {len(plan.keys)} images, --mode manifest finalises 14-48x faster and moves ~3.7x fewer "
                 "S3 bytes per image (docs/batch-transform.md, 'Which mode for large jobs')",

@@ -15,6 +15,8 @@ What the launcher decides from the listing before the job starts (`build_plan`):
   of the job (refused with an error record that says to use manifest mode, where the container reads
   the image from S3 itself and no request carries it).
 
+- `--mode auto` (the default) picks the mode from the same listing (`batch.transform.mode_choice`).
+
 Refused inputs stay in the plan (`plan.refused`): the finaliser gives each its error record.
 """
 
@@ -36,12 +38,12 @@ from batch.errors import KeyTooLong, PayloadTooLarge
 from batch.output_layout import MAX_KEY_BYTES, annotated_key, key_fits, keypoints_key
 from batch.s3_listing import list_objects
 from batch.s3_uri import S3Uri
+from batch.transform.mode_choice import ModeChoice, ModeRequest, choose_mode
 from batch.transform.plan import (
     DEFAULT_MAX_IMAGES_PER_SHARD,
     DEFAULT_SHARDS_PER_INSTANCE,
     PLAN_ENV,
     JobPlan,
-    Mode,
     Refusal,
     build_shards,
     write_shards,
@@ -84,7 +86,7 @@ class LaunchOptions:
     input: str
     output: str
     model_data: str
-    mode: Mode = "images"
+    mode: ModeRequest = "auto"
     image_uri: str = LOCAL_IMAGE_URI
     role_arn: str = LOCAL_ROLE_ARN
     job_name: str | None = None
@@ -197,8 +199,24 @@ def key_refusals(plan: JobPlan, rels: list[str]) -> list[Refusal]:
     return refused
 
 
-def build_plan(s3: Any, options: LaunchOptions, job_name: str) -> tuple[JobPlan, Sizing]:
-    """List the inputs, keep out what cannot work (`key_refusals`, `images_sizing`), and size the requests."""
+@dataclass(frozen=True)
+class Launched:
+    """A job created: its plan, and which mode it runs in and why."""
+
+    plan: JobPlan
+    mode: ModeChoice
+
+
+def images_ceiling_mb(options: LaunchOptions) -> int:
+    """The largest object images mode carries with these options (MB)."""
+    if options.max_payload_mb is not None:
+        return options.max_payload_mb
+    return PAYLOAD_X_CONCURRENCY // options.max_concurrent if options.max_concurrent else MAX_IMAGES_PAYLOAD_MB
+
+
+def build_plan(s3: Any, options: LaunchOptions, job_name: str | None = None) -> tuple[JobPlan, Sizing, ModeChoice]:
+    """List the inputs, choose the mode, keep out what cannot work (`key_refusals`, `images_sizing`), and
+    size the requests. `job_name`: None for the default name, which names the chosen mode."""
     source = S3Uri.parse(options.input, allow_empty_key=True)
     output = S3Uri.parse(options.output, allow_empty_key=True)
     if source.bucket == output.bucket and (
@@ -212,17 +230,18 @@ def build_plan(s3: Any, options: LaunchOptions, job_name: str) -> tuple[JobPlan,
     }
     if not sizes:
         raise LaunchError(f"no objects under {source}: nothing to transform")
+    choice = choose_mode(options.mode, sizes, images_ceiling_mb=images_ceiling_mb(options))
     plan = JobPlan(
-        job_name=job_name,
-        mode=options.mode,
+        job_name=job_name or default_job_name(choice.mode),
+        mode=choice.mode,
         input=f"s3://{source.bucket}/{source.prefix}",
         output=f"s3://{output.bucket}/{output.prefix}",
     )
-    defaults = MODE_DEFAULTS[options.mode]
+    defaults = MODE_DEFAULTS[plan.mode]
     refused = key_refusals(plan, sorted(sizes))
     for refusal in refused:
         del sizes[refusal.rel]
-    if options.mode == "images":
+    if plan.mode == "images":
         sizing, too_large = images_sizing(
             sizes,
             default_concurrent=defaults.max_concurrent,
@@ -240,20 +259,20 @@ def build_plan(s3: Any, options: LaunchOptions, job_name: str) -> tuple[JobPlan,
     plan.keys = sorted(set(sizes) - {r.rel for r in plan.refused})
     if not plan.keys:
         raise LaunchError(f"none of the {len(plan.refused)} objects under {source} can be transformed: {refused[0]}")
-    if options.mode == "manifest":
+    if plan.mode == "manifest":
         plan.shards = build_shards(
             plan,
             options.instance_count,
             shards_per_instance=options.shards_per_instance,
             max_images_per_shard=options.max_images_per_shard,
         )
-    return plan, sizing
+    return plan, sizing, choice
 
 
 def transform_request(
     options: LaunchOptions, plan: JobPlan, model_name: str, sizing: Sizing | None = None
 ) -> dict[str, Any]:
-    defaults = MODE_DEFAULTS[options.mode]
+    defaults = MODE_DEFAULTS[plan.mode]
     sizing = sizing or Sizing(
         options.max_concurrent or defaults.max_concurrent,
         defaults.max_payload_mb if options.max_payload_mb is None else options.max_payload_mb,
@@ -261,7 +280,7 @@ def transform_request(
     # Refusals in images mode: the job is given a ManifestFile of the images it can carry, not the prefix.
     data_type = "ManifestFile" if plan.mode == "images" and plan.refused else "S3Prefix"
     environment = {**options.environment, PLAN_ENV: str(plan.plan_uri)}
-    if options.mode == "images":
+    if plan.mode == "images":
         # The container is not told the input key: the annotated JPEG travels inside the .out
         # record and the finaliser moves it to its mirrored key.
         environment["POSE_EMBED_ANNOTATED"] = "true"
@@ -297,13 +316,12 @@ def transform_request(
     }
 
 
-def launch(options: LaunchOptions, *, s3: Any = None, sagemaker: Any = None) -> JobPlan:
-    """Write the plan (and manifests), ensure the model, create the job; returns the plan. Inputs the
-    job cannot carry are in `plan.refused`: the finaliser gives them their error records."""
+def launch(options: LaunchOptions, *, s3: Any = None, sagemaker: Any = None) -> Launched:
+    """Write the plan (and manifests), ensure the model, create the job; returns the plan and the mode's
+    choice. Inputs the job cannot carry are in `plan.refused`: the finaliser gives them their error records."""
     s3 = s3 or aws.client("s3")
     sagemaker = sagemaker or aws.client("sagemaker")
-    job_name = options.job_name or default_job_name(options.mode)
-    plan, sizing = build_plan(s3, options, job_name)
+    plan, sizing, choice = build_plan(s3, options, options.job_name)
     request = transform_request(options, plan, options.model_name or default_model_name(options), sizing)
     if plan.mode == "manifest":
         write_shards(s3, plan)
@@ -317,10 +335,10 @@ def launch(options: LaunchOptions, *, s3: Any = None, sagemaker: Any = None) -> 
     sagemaker.create_transform_job(**request)
     log.info(
         "created transform job %s over %d images (%d refused; %d x %d MB requests)",
-        job_name,
+        plan.job_name,
         len(plan.keys),
         len(plan.refused),
         sizing.max_concurrent,
         sizing.max_payload_mb,
     )
-    return plan
+    return Launched(plan, choice)

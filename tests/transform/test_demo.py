@@ -27,8 +27,9 @@ def test_demo_runs_the_whole_flow(
     argv = ["demo", "--images", str(images), "--out", str(out), "--model", str(model_path), "--home", str(home)]
     args = parser.parse_args(argv)
     assert args.func(args) == 0
-    printed = capsys.readouterr().out
-    assert "SNS notification" in printed and ": Completed" in printed
+    printed = capsys.readouterr()
+    assert "SNS notification" in printed.out and ": Completed" in printed.out
+    assert "mode: images mode (chosen by --mode auto: 2 images, fewer than 64" in printed.err
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
         "_SUMMARY.json",
         "annotated/bus.jpg",

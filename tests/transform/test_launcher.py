@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 
+from batch.local.moto_server import MotoServer
 from batch.transform.launcher import (
     LaunchOptions,
+    build_plan,
     default_job_name,
     default_model_name,
+    images_ceiling_mb,
     images_sizing,
     key_refusals,
     transform_request,
 )
+from batch.transform.mode_choice import AUTO_MANIFEST_FROM, ModeRequest, choose_mode
 from batch.transform.plan import PLAN_ENV, JobPlan, Mode
 
 
@@ -98,3 +105,58 @@ def test_inputs_with_over_long_output_keys_are_refused_in_either_mode() -> None:
         plan = JobPlan("job-1", mode, "s3://bkt/in/", "s3://bkt/out/")  # type: ignore[arg-type]
         assert [r.rel for r in key_refusals(plan, [fits, too_long, "ok.jpg"])] == [too_long]
         assert key_refusals(plan, [too_long])[0].code == "key_too_long"
+
+
+def many(count: int, size: int = 150_000) -> dict[str, int]:
+    return {f"img/{i:05d}.jpg": size for i in range(count)}
+
+
+@pytest.mark.parametrize(
+    ("requested", "sizes", "ceiling", "mode", "says"),
+    [
+        ("auto", many(AUTO_MANIFEST_FROM - 1), 25, "images", "fewer than 64"),
+        ("auto", many(AUTO_MANIFEST_FROM), 25, "manifest", "at least 64"),
+        # One object images mode cannot carry: manifest mode, however small the job.
+        ("auto", {"a.jpg": 4 * MB, "scan.tif": 26 * MB}, 25, "manifest", "1 of the 2 objects are over 25 MB"),
+        ("auto", {"a.jpg": 4 * MB}, 3, "manifest", "over 3 MB"),  # --max-payload-mb 3
+        # What the user asked for is kept.
+        ("images", many(10_000), 25, "images", "--mode images"),
+        ("manifest", many(2), 25, "manifest", "--mode manifest"),
+    ],
+)
+def test_auto_mode_picks_manifest_from_the_crossover_or_for_objects_images_mode_cannot_carry(
+    requested: ModeRequest, sizes: dict[str, int], ceiling: int, mode: Mode, says: str
+) -> None:
+    choice = choose_mode(requested, sizes, images_ceiling_mb=ceiling)
+    assert choice.mode == mode and says in choice.reason
+    assert choice.automatic == (requested == "auto")
+    assert choice.describe().startswith(f"{mode} mode (")
+
+
+def test_the_images_ceiling_follows_the_users_limits() -> None:
+    base = LaunchOptions("s3://bkt/in/", "s3://bkt/out/", "s3://bkt/m.tar.gz")
+    assert images_ceiling_mb(base) == 25
+    assert images_ceiling_mb(LaunchOptions("s3://b1/in/", "s3://b1/o/", "s3://b1/m", max_payload_mb=3)) == 3
+    assert images_ceiling_mb(LaunchOptions("s3://b1/in/", "s3://b1/o/", "s3://b1/m", max_concurrent=10)) == 10
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[Any]:
+    with MotoServer() as moto:
+        client = moto.client("s3")
+        client.create_bucket(Bucket="bkt")
+        yield client
+
+
+@pytest.mark.parametrize(("count", "mode"), [(3, "images"), (AUTO_MANIFEST_FROM, "manifest")])
+def test_the_default_mode_is_chosen_from_the_listing(s3: Any, count: int, mode: Mode) -> None:
+    prefix = f"auto-{count}/"
+    for i in range(count):
+        s3.put_object(Bucket="bkt", Key=f"{prefix}{i:03d}.jpg", Body=b"x")
+    options = LaunchOptions(f"s3://bkt/{prefix}", f"s3://bkt/out-{count}/", "s3://bkt/m.tar.gz")
+    assert options.mode == "auto"
+    plan, _, choice = build_plan(s3, options)
+    assert plan.mode == choice.mode == mode and choice.automatic
+    assert plan.job_name.startswith(f"posebatch-{mode}-")
+    request = transform_request(options, plan, "model-1")
+    assert request["TransformInput"]["SplitType"] == ("Line" if mode == "manifest" else "None")
