@@ -180,6 +180,7 @@ def test_what_the_job_cannot_carry_is_refused_before_it_starts_and_the_job_compl
         input=f"s3://{bucket}/big/",
         output=f"s3://{bucket}/big-out/",
         model_data=transform_stack.model_data,
+        mode="images",  # auto would pick manifest mode, which carries the large file
         max_payload_mb=1,
     )
     code, summary = execute(
