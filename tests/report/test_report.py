@@ -2,7 +2,8 @@
 which writes the report at the end), `pose-batch report` on the folder, and the same records in the mirrored
 layout on S3 (the real moto server), read page by page. The page is opened in a real headless Chromium.
 
-Chromium comes from Debian's packages (`apt-get install -y chromium`); without it the browser tests skip.
+Chromium comes from Debian's packages (`apt-get install -y chromium`) and Playwright drives it; without it the
+browser tests skip.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def test_report_renders_in_headless_chromium(job: tuple[Path, Path, str], tmp_pa
 
     screenshot = tmp_path / "report.png"
     assert CHROMIUM is not None
-    page = check_page(CHROMIUM, (outputs / REPORT_NAME).as_uri(), screenshot, tmp_path / "profile")
+    page = check_page(CHROMIUM, (outputs / REPORT_NAME).as_uri(), screenshot)
     print(f"screenshot: {screenshot}")
 
     assert page.problems == [], page.problems  # no console error, warning, exception or failed load
@@ -103,7 +104,7 @@ def test_the_browser_check_catches_a_broken_page(tmp_path: Path) -> None:
         '<html><body><img class=plot src="missing.png"><script>console.error("boom")</script></body></html>'
     )
     assert CHROMIUM is not None
-    page = check_page(CHROMIUM, page_path.as_uri(), tmp_path / "broken.png", tmp_path / "profile")
+    page = check_page(CHROMIUM, page_path.as_uri(), tmp_path / "broken.png")
     assert any("boom" in p for p in page.problems), page.problems
     assert not page.images[0]["loaded"]
 
