@@ -2,12 +2,13 @@
 
 Starts the stack, uploads the model and sample images (Ultralytics' own, or `--images DIR`), launches
 the job with the same launcher as on AWS, waits, prints the SNS notification, and copies the outputs
-to a local folder."""
+to a local folder, `_REPORT.html` included: its path is the last line printed."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
     from batch.commands.transform import execute
     from batch.local.stack import EmbeddedStack
     from batch.model_package import checkpoint_from, upload_model
+    from batch.report.sources import REPORT_NAME
     from batch.settings import Settings
     from batch.transform.completion import TOPIC_NAME
     from batch.transform.launcher import LaunchOptions
@@ -113,7 +115,9 @@ def run(args: argparse.Namespace) -> int:
             mode=args.mode,
             instance_type="ml.m5.xlarge",
         )
-        code, _ = execute(options, wait=True, clients=stack.client, poll_s=1.0, summary_wait_s=120.0, outlives_us=False)
+        code, _ = execute(
+            options, wait=True, clients=stack.client, poll_s=1.0, summary_wait_s=120.0, outlives_us=False, report=True
+        )
         notification = receive_notification(stack.client("sqs"), queue_url, timeout_s=60.0)
         if notification is None:
             print("no SNS notification arrived within 60 s")
@@ -123,4 +127,10 @@ def run(args: argparse.Namespace) -> int:
             print("  " + str(notification.get("Message", "")).replace("\n", "\n  "))
         copied = download_prefix(s3, bucket, OUTPUT_PREFIX, args.out)
         print(f"\ncopied {copied} output files to {args.out.resolve()} (keypoints/, annotated/, _SUMMARY.json)")
+    report = args.out / REPORT_NAME
+    if report.is_file():
+        print(f"open the report: {report.resolve()}")  # last: the first thing a newcomer wants to see
+    else:
+        print("no report was written (see the message above)", file=sys.stderr)
+        code = code or 1
     return code

@@ -16,7 +16,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("job", help="the transform job's name (printed by `pose-batch transform`)")
     add_local_arguments(parser, what="look on")
-    parser.add_argument("--wait", action="store_true", help="follow the job to the end with a progress bar")
+    parser.add_argument("--wait", action="store_true", help="follow the job to the end, showing progress")
     parser.add_argument(
         "--report", action=argparse.BooleanOptionalAction, default=True, help="with --wait: write _REPORT.html"
     )

@@ -1,7 +1,8 @@
 """Asynchronous inference of one S3 image or every image under a prefix, on AWS or (--local) on the running
 `pose-batch local up` stack. One JSON line per file on stdout: "queued" (without --wait), then "ok" or
-"error" with --wait; non-image files get a "skipped" line. With --wait a progress bar runs on stderr and
-Ctrl-C keeps the lines already printed: the endpoint goes on with the rest, writing to the same outputs.
+"error" with --wait; non-image files get a "skipped" line. With --wait progress shows on stderr (a bar on a
+terminal, else a line every 30 s) and Ctrl-C keeps the lines already printed: the endpoint goes on with the
+rest, writing to the same outputs.
 
 Outputs mirror the input key below the trigger's input prefix (`input/site-a/x.jpg` ->
 `keypoints/site-a/x.jpg.json`), as an S3 upload would; elsewhere the whole key is kept (--input-root
@@ -41,7 +42,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--endpoint", help=f"async endpoint name (default: the local one, or {DEFAULT_ENDPOINT})")
     parser.add_argument("--output", help="output root s3://bucket/prefix/ (default: from the endpoint's S3OutputPath)")
     parser.add_argument("--input-root", help="the prefix whose layout outputs mirror (default: see above)")
-    parser.add_argument("--wait", action="store_true", help="wait for every outcome, with a progress bar")
+    parser.add_argument("--wait", action="store_true", help="wait for every outcome, showing progress")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait with --wait")
     parser.add_argument(
         "--report",
@@ -55,7 +56,8 @@ def register(subparsers: Any) -> None:
 
 
 class _Printer:
-    """Prints each outcome the moment it is known (so Ctrl-C loses nothing finished) and moves the bar."""
+    """Prints each outcome the moment it is known (so Ctrl-C loses nothing finished) and shows progress
+    (a bar on a terminal, else a plain line every 30 s and at the end)."""
 
     def __init__(self, wait: bool) -> None:
         self.wait = wait
@@ -68,10 +70,9 @@ class _Printer:
 
         self.accepted = sum(isinstance(s, Submission) for s in submitted)
         if self.wait and self.accepted:
-            from tqdm import tqdm
+            from batch.progress_display import ProgressDisplay
 
-            # smoothing=0: one honest rate, images finished / time since submitting.
-            self.bar = tqdm(total=self.accepted, unit="img", desc="waiting", smoothing=0, file=sys.stderr)
+            self.bar = ProgressDisplay(total=self.accepted, desc="waiting")
 
     def outcome(self, outcome: Outcome) -> None:
         self.outcomes.append(outcome)
@@ -79,7 +80,7 @@ class _Printer:
         if self.bar is not None:
             self.bar.write(line, file=sys.stdout)
             if outcome.inference_id is not None and outcome.status != "queued":
-                self.bar.update(1)
+                self.bar.advance(1)
         else:
             print(line, flush=True)
 

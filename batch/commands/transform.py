@@ -1,5 +1,5 @@
 """Launch a SageMaker Batch Transform job over every image under an S3 prefix, on AWS or (--local) on the
-running `pose-batch local up` stack. With --wait: a progress bar, then the job's summary and _REPORT.html.
+running `pose-batch local up` stack. With --wait: progress, then the job's summary and _REPORT.html.
 Ctrl-C stops only the waiting: the job keeps running; `pose-batch transform --attach JOB` follows it again.
 
   pose-batch transform s3://BUCKET/in/ --output s3://BUCKET/out/ --wait
@@ -52,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"manifest from {AUTO_MANIFEST_FROM} images or with any object too large for images mode, else images",
     )
     add_local_arguments(parser, what="run the job on")
-    parser.add_argument("--wait", action="store_true", help="wait with a progress bar and print a summary")
+    parser.add_argument("--wait", action="store_true", help="wait, showing progress, and print a summary")
     parser.add_argument(
         "--report",
         action=argparse.BooleanOptionalAction,
@@ -218,7 +218,7 @@ def follow(
     report: bool = False,
     outlives_us: bool = True,
 ) -> tuple[int, dict[str, Any] | None]:
-    """Wait for the job with a progress bar, then print its summary (and write the report). Ctrl-C leaves
+    """Wait for the job showing progress, then print its summary (and write the report). Ctrl-C leaves
     the job running and says how to come back to it."""
     s3, sagemaker = clients("s3"), clients("sagemaker")
     try:

@@ -1,4 +1,4 @@
-"""Waiting for a transform job with a progress bar, then getting its summary.
+"""Waiting for a transform job with progress, then getting its summary.
 
 Progress is measured where it really shows: the `.out` objects that appear under the job's output
 path (SageMaker's Describe has no counts). After the end, the completion handler normally writes
@@ -50,22 +50,12 @@ def wait_for_job(
     timeout_s: float | None = None,
     show_progress: bool = True,
 ) -> dict[str, Any]:
-    """Poll until the job ends; returns its final Describe."""
-    from tqdm import tqdm
+    """Poll until the job ends; returns its final Describe. Progress: a bar on a terminal, else a plain
+    line every 30 s and at the end (`batch.progress_display`)."""
+    from batch.progress_display import ProgressDisplay
 
     status = "unknown"
-    # One rate: images done / time since we started watching (smoothing=0 is tqdm's plain average).
-    bar_format = (
-        "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} img [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
-    )
-    with tqdm(
-        total=len(plan.keys),
-        unit="img",
-        desc=plan.job_name,
-        disable=not show_progress,
-        smoothing=0,
-        bar_format=bar_format,
-    ) as bar:
+    with ProgressDisplay(total=len(plan.keys), desc=plan.job_name, enabled=show_progress) as progress:
 
         def ended() -> dict[str, Any] | None:
             nonlocal status
@@ -73,10 +63,10 @@ def wait_for_job(
             status = job["TransformJobStatus"]
             if len(plan.keys) <= MAX_COUNTED_IMAGES:
                 try:
-                    bar.update(images_with_output(s3, plan) - bar.n)
+                    progress.update_to(images_with_output(s3, plan))
                 except Exception:  # progress is cosmetic; never fail the wait on it
                     log.debug("progress listing failed", exc_info=True)
-            bar.set_postfix_str(status)
+            progress.set_status(status)
             return job if status in END_STATES else None
 
         return poll(

@@ -30,7 +30,14 @@ def test_demo_runs_the_whole_flow(
     printed = capsys.readouterr()
     assert "SNS notification" in printed.out and ": Completed" in printed.out
     assert "mode: images mode (chosen by --mode auto: 2 images, fewer than 64" in printed.err
+    # Not a terminal: plain progress lines, the last at the end, never a redrawn bar.
+    progress = [line for line in printed.err.splitlines() if line.startswith("posebatch-images-")]
+    assert progress and progress[-1].split(": ", 1)[1].startswith("2/2 img (100%)") and "\r" not in printed.err
+    # The report comes with the outputs, and its path is the last line.
+    assert printed.out.strip().splitlines()[-1] == f"open the report: {(out / '_REPORT.html').resolve()}"
+    assert "<html" in (out / "_REPORT.html").read_text()
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
+        "_REPORT.html",
         "_SUMMARY.json",
         "annotated/bus.jpg",
         "annotated/sub folder/zidané.jpg",
