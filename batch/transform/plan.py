@@ -8,7 +8,8 @@
     OUTPUT/_transform/<job>/input.manifest images mode with refusals: the job's ManifestFile input
     OUTPUT/_transform/<job>/manifests/     manifest mode: the JSON Lines shards (the job's input)
     OUTPUT/_transform/<job>/out/           the job's S3OutputPath: `<rel>.out` files
-    OUTPUT/_transform/<job>/finalized/<status>/page-N.json  the finaliser's outcome per page
+    OUTPUT/_transform/<job>/finalized/<status>/  the finaliser's records: the job as it ended, each page's
+                                           and group's outcome, markers (batch.transform.outcomes)
 
 The plan records every input key at launch time, so the finaliser can give each one a result or an
 error record even when the job produced nothing for it. It is paged (at most `PAGE_SIZE` images, or
