@@ -1,6 +1,6 @@
 """Progress while a command waits (`transform --wait`, `status --wait`, `submit --wait`): a bar on a
-terminal; anywhere else (CI logs, CloudShell, `nohup`, a pipe) one plain line every 30 s and one at the
-end, so an hour-long job writes about 120 lines instead of a redrawn bar's thousands.
+terminal; anywhere else (CI logs, CloudShell, `nohup`, a pipe) one plain line at the start, one every
+30 s and one at the end, so an hour-long job writes about 120 lines instead of a redrawn bar's thousands.
 
     with ProgressDisplay(total=1000, desc="job-1") as progress:
         progress.update_to(120)          # images done so far
@@ -48,6 +48,8 @@ class ProgressDisplay:
             bar_format = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} " + unit
             bar_format += " [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
             self._bar = tqdm(total=total, unit=unit, desc=desc, smoothing=0, file=self.stream, bar_format=bar_format)
+        elif enabled:
+            self._print_line()  # the log says at once what is being waited for
 
     def update_to(self, done: int) -> None:
         """`done` items finished so far (never goes back)."""

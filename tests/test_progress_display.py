@@ -1,4 +1,4 @@
-"""Progress while waiting: a bar on a terminal, else one plain line every 30 s and one at the end."""
+"""Progress while waiting: a bar on a terminal, else one plain line at the start, every 30 s and at the end."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ class Terminal(io.StringIO):
         return True
 
 
-def test_off_a_terminal_one_plain_line_every_30_s_and_one_at_the_end() -> None:
+def test_off_a_terminal_one_plain_line_at_the_start_every_30_s_and_at_the_end() -> None:
     stream, clock = io.StringIO(), Clock()
     with ProgressDisplay(total=1000, desc="job-1", stream=stream, clock=clock) as progress:
         for second in range(0, 95, 5):  # a poll every 5 s for 90 s
@@ -32,6 +32,7 @@ def test_off_a_terminal_one_plain_line_every_30_s_and_one_at_the_end() -> None:
         progress.set_status("Completed")
     lines = stream.getvalue().splitlines()
     assert lines == [
+        "job-1: 0/1000 img (0%), 0.00 img/s, 0:00 elapsed",
         "job-1: 120/1000 img (12%), 4.00 img/s, 0:30 elapsed, InProgress",
         "job-1: 240/1000 img (24%), 4.00 img/s, 1:00 elapsed, InProgress",
         "job-1: 360/1000 img (36%), 4.00 img/s, 1:30 elapsed, InProgress",
@@ -46,7 +47,7 @@ def test_an_hour_off_a_terminal_is_about_120_lines_not_thousands() -> None:
         for tick in range(7200):  # two updates a second for an hour
             clock.now = 1000.0 + tick / 2
             progress.advance()
-    assert len(stream.getvalue().splitlines()) == 119 + 1  # at 30 s, 60 s, ... 59:30, then the end
+    assert len(stream.getvalue().splitlines()) == 1 + 119 + 1  # the start, 30 s, 60 s, ... 59:30, the end
 
 
 def test_on_a_terminal_a_bar_and_results_printed_around_it() -> None:
