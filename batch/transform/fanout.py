@@ -134,8 +134,7 @@ def handle_task(task: Task, *, clients: Clients, topic_arn: str | None, job_pref
         log.warning("ignoring a task for job %r (%s): not ours", task.job, task.status)
         return None
     s3 = clients("s3")
-    body = read_object(s3, S3Uri.parse(task.plan))
-    plan = JobPlan.from_json(body) if body is not None else None
+    plan = _plan_at(s3, task.plan)
     job = load_job(s3, plan, task.status) if plan is not None and str(plan.plan_uri) == task.plan else None
     if plan is None or job is None or plan.job_name != task.job or job.get("TransformJobName") != task.job:
         log.warning("ignoring a task for job %r: no plan and ended job of its own at %s", task.job, task.plan)
@@ -146,6 +145,15 @@ def handle_task(task: Task, *, clients: Clients, topic_arn: str | None, job_pref
     if run_task(s3, plan, job, task):
         return finish(s3, plan, job, clients=clients, topic_arn=topic_arn)
     return None
+
+
+def _plan_at(s3: Any, location: str) -> JobPlan | None:
+    """The plan header at `location`, None if there is none (or it is not a plan)."""
+    try:
+        body = read_object(s3, S3Uri.parse(location))
+        return JobPlan.from_json(body) if body is not None else None
+    except (ValueError, KeyError, TypeError):  # not an S3 URI, not JSON, not a plan of ours
+        return None
 
 
 def handle_task_records(

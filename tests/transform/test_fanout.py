@@ -227,8 +227,9 @@ def test_a_claim_is_held_while_fresh_and_taken_over_when_stale(account: Account)
     [
         fanout.Task("other-team-job", "Completed", f"s3://{BUCKET}/x/plan.json", 0, 1),  # not our prefix
         fanout.Task("posebatch-never-ended", "Completed", "s3://bkt/out-posebatch-forged/_transform/x/plan.json", 0, 1),
+        fanout.Task("posebatch-garbage", "Completed", "not a uri", 0, 1),
     ],
-    ids=["foreign-name", "no-plan"],
+    ids=["foreign-name", "no-plan", "not-a-uri"],
 )
 def test_a_forged_task_is_ignored(account: Account, task: fanout.Task) -> None:
     s3 = account.moto.client("s3")
