@@ -32,6 +32,12 @@ def register(subparsers: Any) -> None:
         "--reserved-concurrency", type=int, default=5, help="per Lambda; 0 = none (accounts with a quota of 10)"
     )
     deploy.add_argument("--trigger-concurrency", type=int, default=4, help="SQS event source MaximumConcurrency")
+    deploy.add_argument(
+        "--finalize-concurrency",
+        type=int,
+        default=100,
+        help="Batch Transform page invocations at once (2-1000; docs/batch-transform.md, 'Finalisation at any scale')",
+    )
     deploy.add_argument("--input-prefix", default="input/", help="async input prefix (triggers inference)")
     deploy.add_argument("--batch-input-prefix", default="batch-input/", help="Batch Transform input prefix")
     deploy.add_argument("--output-prefix", default="output/")
@@ -60,6 +66,8 @@ def run_deploy(args: argparse.Namespace) -> int:
     from batch.stack.deploy import StackOptions, deploy, next_steps
     from batch.stack.lambda_zip import UnsupportedImport
 
+    if not 2 <= args.finalize_concurrency <= 1000:  # the event source's MaximumConcurrency range
+        raise UserError(f"--finalize-concurrency must be 2-1000, got {args.finalize_concurrency}")
     options = StackOptions(
         stack_name=args.stack,
         model=args.model,
@@ -68,6 +76,7 @@ def run_deploy(args: argparse.Namespace) -> int:
         max_instances=args.max_instances,
         reserved_concurrency=args.reserved_concurrency,
         trigger_max_concurrency=args.trigger_concurrency,
+        finalize_concurrency=args.finalize_concurrency,
         input_prefix=args.input_prefix,
         batch_input_prefix=args.batch_input_prefix,
         output_prefix=args.output_prefix,

@@ -32,6 +32,7 @@ class StackOptions:
     max_instances: int = 2
     reserved_concurrency: int = 5
     trigger_max_concurrency: int = 4
+    finalize_concurrency: int = 100  # the template's FinalizeConcurrency
     input_prefix: str = "input/"
     batch_input_prefix: str = "batch-input/"
     output_prefix: str = "output/"
@@ -79,6 +80,7 @@ def deploy(options: StackOptions, say: Say) -> cloudformation.DeployResult:
         "MaxInstances": str(options.max_instances),
         "ReservedConcurrency": str(options.reserved_concurrency),
         "TriggerMaxConcurrency": str(options.trigger_max_concurrency),
+        "FinalizeConcurrency": str(options.finalize_concurrency),
         "InputPrefix": options.input_prefix,
         "BatchInputPrefix": options.batch_input_prefix,
         "OutputPrefix": options.output_prefix,

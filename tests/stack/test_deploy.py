@@ -105,10 +105,11 @@ def test_deploy_update_delete(aws: Any, model_path: Path, capsys: pytest.Capture
     )
 
     # A changed parameter: an UPDATE change set.
-    assert main(deploy_args(model_path, "arts", "--max-instances", "3")) == 0
+    assert main(deploy_args(model_path, "arts", "--max-instances", "3", "--finalize-concurrency", "50")) == 0
     assert f"stack {STACK}: updated" in capsys.readouterr().out
     parameters = aws("cloudformation").describe_stacks(StackName=STACK)["Stacks"][0]["Parameters"]
     assert {"ParameterKey": "MaxInstances", "ParameterValue": "3"} in parameters
+    assert {"ParameterKey": "FinalizeConcurrency", "ParameterValue": "50"} in parameters
 
     # Delete: the stack goes, the data bucket stays (DeletionPolicy Retain), and the user is told.
     assert main(["stack", "delete", "--stack", STACK]) == 0
@@ -128,6 +129,7 @@ def test_deploy_update_delete(aws: Any, model_path: Path, capsys: pytest.Capture
     [
         (["--model", "missing.pt"], "neither an s3:// URI nor a file"),
         (["--model", "s3://arts/m.tar.gz", "--stack", "PoseBatch"], "lower-case stack name"),
+        (["--model", "s3://arts/m.tar.gz", "--finalize-concurrency", "5000"], "--finalize-concurrency must be 2-1000"),
     ],
 )
 def test_bad_input_gets_a_clear_error(
