@@ -157,10 +157,11 @@ class CompletionConfig:
 def local_finalize_concurrency(environ: Mapping[str, str] | None = None) -> int:
     """How many page invocations the local stack runs at once (`POSEBATCH_FINALIZE_CONCURRENCY`, >= 1)."""
     text = _get(_environ(environ), FINALIZE_CONCURRENCY)
-    value = int(text) if text else DEFAULT_LOCAL_FINALIZE_CONCURRENCY
-    if value < 1:
-        raise ValueError(f"{FINALIZE_CONCURRENCY} must be at least 1, got {value}")
-    return value
+    if not text:
+        return DEFAULT_LOCAL_FINALIZE_CONCURRENCY
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{FINALIZE_CONCURRENCY} must be a whole number, at least 1, got {text!r}")
+    return int(text)
 
 
 def finalize_budget_s(remaining_s: float | None = None, environ: Mapping[str, str] | None = None) -> float:

@@ -96,3 +96,20 @@ def test_region_and_topic() -> None:
     assert aws_region({"AWS_REGION": "eu-central-1", "AWS_DEFAULT_REGION": "eu-west-1"}) == "eu-central-1"
     assert transform_topic_arn({}) is None
     assert transform_topic_arn({"POSEBATCH_TRANSFORM_TOPIC_ARN": "arn:t"}) == "arn:t"
+
+
+def test_completion_config_and_the_local_finalize_concurrency() -> None:
+    from batch.orchestration_settings import CompletionConfig, local_finalize_concurrency
+
+    assert CompletionConfig.from_env({}) == CompletionConfig(None, "posebatch-", None)
+    env = {
+        "POSEBATCH_TRANSFORM_TOPIC_ARN": "arn:t",
+        "POSEBATCH_TRANSFORM_JOB_PREFIX": "team-a-",
+        "POSEBATCH_FINALIZE_QUEUE_URL": "https://sqs/q",
+    }
+    assert CompletionConfig.from_env(env) == CompletionConfig("arn:t", "team-a-", "https://sqs/q")
+    assert local_finalize_concurrency({}) == 4
+    assert local_finalize_concurrency({"POSEBATCH_FINALIZE_CONCURRENCY": "8"}) == 8
+    for bad in ("0", "-2", "many"):
+        with pytest.raises(ValueError, match="a whole number, at least 1"):
+            local_finalize_concurrency({"POSEBATCH_FINALIZE_CONCURRENCY": bad})

@@ -76,11 +76,16 @@ def run_up(args: argparse.Namespace) -> int:
     from batch.local.stack import EmbeddedStack
     from batch.local.state import write_state
     from batch.model_package import checkpoint_from, upload_model
+    from batch.orchestration_settings import local_finalize_concurrency
     from batch.settings import Settings
     from batch.transform.launcher import LOCAL_IMAGE_URI
 
     home = local_home(args)
     refuse_a_running_stack(home)
+    try:
+        local_finalize_concurrency()  # read when the stack starts: a bad value is said before anything runs
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     checkpoint = checkpoint_from(args.model or Settings.from_env().pose_model)
     check_pose_checkpoint(checkpoint)
     stop = threading.Event()

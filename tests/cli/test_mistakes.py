@@ -103,3 +103,11 @@ def test_every_command_has_a_description() -> None:
         if name != "bench" and not (parser.description or "").strip()  # bench's help is the benchmark's own
     ]
     assert undescribed == []
+
+
+def test_a_bad_finalize_concurrency_stops_local_up_before_anything_starts(tmp_path: Path) -> None:
+    env = environment(tmp_path / "home", POSEBATCH_FINALIZE_CONCURRENCY="0")
+    done = pose_batch("local", "up", cwd=tmp_path, env=env)
+    assert done.returncode == USAGE
+    assert "POSEBATCH_FINALIZE_CONCURRENCY must be a whole number, at least 1" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
