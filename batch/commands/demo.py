@@ -88,14 +88,20 @@ def download_prefix(s3: Any, bucket: str, prefix: str, into: Path, *, skip: str 
 
 
 def run(args: argparse.Namespace) -> int:
+    from batch.commands.common import UserError
     from batch.commands.transform import execute
     from batch.local.stack import EmbeddedStack
     from batch.model_package import checkpoint_from, upload_model
+    from batch.orchestration_settings import local_finalize_concurrency
     from batch.report.sources import REPORT_NAME
     from batch.settings import Settings
     from batch.transform.completion import TOPIC_NAME
     from batch.transform.launcher import LaunchOptions
 
+    try:
+        local_finalize_concurrency()  # read when the stack starts: a bad value is said before anything runs
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     checkpoint = checkpoint_from(args.model or Settings.from_env().pose_model)
     images = args.images or sample_images()
     if not images.is_dir():
