@@ -7,6 +7,7 @@ Standard library and botocore only: the Lambda handlers import it.
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from typing import Any
 
@@ -62,10 +63,12 @@ def put_json(s3: Any, uri: S3Uri, data: Any, **extra: str) -> None:
 def claim(s3: Any, uri: S3Uri, *, lease_s: float) -> bool:
     """Whether this caller now holds the one-time step named by `uri` (the summary and notification of a
     job). The first conditional create wins; a claim older than `lease_s` (longer than any invocation
-    lives) belongs to one that died, and is taken over, again conditionally, so only one caller does."""
+    lives) belongs to one that died, and is taken over, again conditionally, so only one caller does.
+    The winner reads its claim back: S3's conditional writes are atomic, a stand-in's may not be."""
+    token = secrets.token_hex(8)
     try:
-        put_json(s3, uri, {"claimed_at": time.time()}, IfNoneMatch="*")
-        return True
+        put_json(s3, uri, {"claimed_at": time.time(), "token": token}, IfNoneMatch="*")
+        return _still_ours(s3, uri, token)
     except ClientError as exc:
         if _code(exc) not in _CONFLICT:
             raise
@@ -77,9 +80,14 @@ def claim(s3: Any, uri: S3Uri, *, lease_s: float) -> bool:
     if time.time() - float(held.get("claimed_at", 0)) < lease_s:
         return False
     try:
-        put_json(s3, uri, {"claimed_at": time.time(), "taken_over": True}, IfMatch=current["ETag"])
-        return True
+        put_json(s3, uri, {"claimed_at": time.time(), "token": token, "taken_over": True}, IfMatch=current["ETag"])
+        return _still_ours(s3, uri, token)
     except ClientError as exc:
         if _code(exc) not in _CONFLICT:
             raise
         return False
+
+
+def _still_ours(s3: Any, uri: S3Uri, token: str) -> bool:
+    held = read_json(s3, uri)
+    return isinstance(held, dict) and held.get("token") == token
