@@ -25,16 +25,26 @@ from batch.local.container import ServingContainer
 REPO = Path(__file__).resolve().parents[2]
 # Installer tooling present in any venv, the project itself.
 ALWAYS = {"pip", "posebatch"}
+# A blocked module behaves as an absent one: importing it raises ModuleNotFoundError, and probing for it
+# with importlib.util.find_spec answers None (torch._dynamo probes for tqdm that way when torchvision loads).
 HOOK = """
-import importlib.abc, os, sys
+import importlib.abc, importlib.util, os, sys
 BLOCKED = frozenset(os.environ["POSEBATCH_BLOCKED_MODULES"].split(","))
+def _blocked(name):
+    if name.partition(".")[0] not in BLOCKED:
+        return False
+    with open(os.environ["POSEBATCH_BLOCKED_LOG"], "a") as log:
+        log.write(name + "\\n")
+    return True
 class _NotInServingInstall(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] in BLOCKED:
-            with open(os.environ["POSEBATCH_BLOCKED_LOG"], "a") as log:
-                log.write(name + "\\n")
-            raise ImportError(f"{name} is not part of the serving install")
+        if _blocked(name):
+            raise ModuleNotFoundError(f"{name} is not part of the serving install", name=name)
         return None
+_find_spec = importlib.util.find_spec
+def _probe(name, package=None):
+    return None if _blocked(name) else _find_spec(name, package)
+importlib.util.find_spec = _probe
 sys.meta_path.insert(0, _NotInServingInstall())
 """
 
