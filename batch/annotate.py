@@ -14,6 +14,8 @@ thumbnail and on a 6000 px photo alike.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 
@@ -90,8 +92,9 @@ def fit(rgb: np.ndarray, max_side: int) -> np.ndarray:
     return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
 
 
-def draw(rgb: np.ndarray, result: PoseResult) -> np.ndarray:
-    """A BGR copy of the image with the result (in original pixels) drawn on it."""
+def draw(rgb: np.ndarray, result: PoseResult, captions: Sequence[str] | None = None) -> np.ndarray:
+    """A BGR copy of the image with the result (in original pixels) drawn on it; `captions`, one per person,
+    replace the score labels (a video's track ids)."""
     canvas = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     height, width = canvas.shape[:2]
     sx, sy = width / result.image.width, height / result.image.height  # original -> drawn pixels
@@ -115,8 +118,9 @@ def draw(rgb: np.ndarray, result: PoseResult) -> np.ndarray:
                 cv2.circle(canvas, point, radius, colour, -1, cv2.LINE_AA)
                 cv2.circle(canvas, point, radius, _OUTLINE, max(1, line // 3), cv2.LINE_AA)
     thickness = max(1, line // 2)
-    for person in sorted(result.persons, key=lambda p: -p.score):  # the most confident gets the best place
-        label = f"{person.score:.2f}"
+    texts = list(captions) if captions is not None else [f"{p.score:.2f}" for p in result.persons]
+    ranked = sorted(zip(result.persons, texts, strict=True), key=lambda pair: -pair[0].score)
+    for person, label in ranked:  # the most confident gets the best place
         (tw, th), baseline = cv2.getTextSize(label, _FONT, font_scale, thickness)
         size = (tw + 2 * line, th + baseline + 2 * line)
         lx1, ly1, lx2, ly2 = place_label(_scaled_box(person.box, sx, sy), size, labels, (width, height))

@@ -7,6 +7,9 @@ annotated JPEG and the result record (or, for a bad image, its error record): th
 callers put both outputs at keys that mirror the input, whatever characters the key holds.
 `source`, percent-encoded too, is the input's URI, for the result record's `source` field (async
 callers send it when it fits in the header; the body alone does not say where it came from).
+Videos also take `frame_stride=N` or `fps=X` (which frames to pose; one excludes the other),
+`track=true|false`, `tracker=bytetrack|botsort` and `gmc=true|false` (BoT-SORT's camera-motion
+compensation); images ignore them.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from urllib.parse import unquote
 
 from batch.errors import InvalidAttributes
 from batch.s3_uri import S3Uri
-from batch.settings import Settings
+from batch.settings import Settings, parse_bool
 
 MAX_LENGTH = 1024  # SageMaker's limit on CustomAttributes
 
@@ -30,10 +33,26 @@ class InferenceOptions:
     annotated_output: S3Uri | None = None
     keypoints_output: S3Uri | None = None
     source: str | None = None
+    # Videos only (batch/video): which frames are posed, and whether and how persons are tracked.
+    frame_stride: int = 1
+    fps: float | None = None
+    track: bool = True
+    tracker: str = "bytetrack"
+    gmc: bool = True
 
     @classmethod
     def defaults(cls, settings: Settings) -> InferenceOptions:
-        return cls(conf=settings.conf, iou=settings.iou, max_det=settings.max_det, imgsz=settings.imgsz)
+        return cls(
+            conf=settings.conf,
+            iou=settings.iou,
+            max_det=settings.max_det,
+            imgsz=settings.imgsz,
+            frame_stride=1 if settings.video_fps else settings.video_frame_stride,
+            fps=settings.video_fps,
+            track=settings.video_track,
+            tracker=settings.video_tracker,
+            gmc=settings.video_gmc,
+        )
 
 
 def _unit_float(name: str, text: str) -> float:
@@ -63,12 +82,39 @@ def _imgsz(text: str) -> int:
     return value
 
 
+TRACKERS = ("bytetrack", "botsort")
+
+
+def _fps(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise InvalidAttributes(f"custom attribute fps={text!r} is not a number") from None
+    if not 0.0 < value <= 1000.0:
+        raise InvalidAttributes(f"custom attribute fps={text!r} must be above 0 and at most 1000")
+    return value
+
+
+def _bool(name: str, text: str) -> bool:
+    try:
+        return parse_bool(text)
+    except ValueError:
+        raise InvalidAttributes(f"custom attribute {name}={text!r} must be true or false") from None
+
+
+def _tracker(text: str) -> str:
+    if text.lower() not in TRACKERS:
+        raise InvalidAttributes(f"custom attribute tracker={text!r} must be one of {', '.join(TRACKERS)}")
+    return text.lower()
+
+
 def parse_custom_attributes(header: str | None, defaults: InferenceOptions) -> InferenceOptions:
     if not header or not header.strip():
         return defaults
     if len(header) > MAX_LENGTH:
         raise InvalidAttributes(f"custom attributes are {len(header)} characters; the limit is {MAX_LENGTH}")
     options = defaults
+    seen: set[str] = set()
     for pair in header.split(";"):
         if not pair.strip():
             continue
@@ -76,6 +122,9 @@ def parse_custom_attributes(header: str | None, defaults: InferenceOptions) -> I
         key, value = key.strip(), value.strip()
         if not sep or not key:
             raise InvalidAttributes(f"custom attribute {pair.strip()!r} is not of the form key=value")
+        seen.add(key)
+        if {"fps", "frame_stride"} <= seen:
+            raise InvalidAttributes("custom attributes fps and frame_stride exclude each other: give one")
         if key == "conf":
             options = replace(options, conf=_unit_float(key, value))
         elif key == "iou":
@@ -90,7 +139,20 @@ def parse_custom_attributes(header: str | None, defaults: InferenceOptions) -> I
             options = replace(options, keypoints_output=S3Uri.parse(unquote(value)))
         elif key == "source":
             options = replace(options, source=str(S3Uri.parse(unquote(value))))
+        elif key == "frame_stride":
+            options = replace(options, frame_stride=_int_in(key, value, 1, 100_000), fps=None)
+        elif key == "fps":
+            options = replace(options, fps=_fps(value), frame_stride=1)
+        elif key == "track":
+            options = replace(options, track=_bool(key, value))
+        elif key == "tracker":
+            options = replace(options, tracker=_tracker(value))
+        elif key == "gmc":
+            options = replace(options, gmc=_bool(key, value))
         else:
-            known = "conf, iou, max_det, imgsz, annotated_output, keypoints_output, source"
+            known = (
+                "conf, iou, max_det, imgsz, annotated_output, keypoints_output, source, "
+                "frame_stride, fps, track, tracker, gmc"
+            )
             raise InvalidAttributes(f"unknown custom attribute {key!r}; known: {known}")
     return options

@@ -42,6 +42,26 @@ class ImageTooLarge(PoseError):
     code = "image_too_large"
 
 
+class InvalidVideo(PoseError):
+    """A 0-byte file, a non-video, a container without a video stream, or a codec that does not decode."""
+
+    code = "invalid_video"
+
+
+class VideoTooLarge(PoseError):
+    """Refused from the container header, before decoding: too long, or too many pixels per second."""
+
+    status = 413
+    code = "video_too_large"
+
+
+class VideoNotAccepted(PoseError):
+    """A video where only images are taken (Batch Transform images mode: one image per request)."""
+
+    status = 415
+    code = "video_not_accepted"
+
+
 class PayloadTooLarge(PoseError):
     status = 413
     code = "payload_too_large"

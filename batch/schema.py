@@ -90,12 +90,21 @@ class ErrorRecord(BaseModel):
 
 
 class ManifestLineResult(BaseModel):
-    """One response line of a manifest request: the input line's image and its result or error."""
+    """One response line of a manifest request: the input line's image (or video) and its result or error."""
 
     image: str = Field(description="The S3 URI the line named.")
     status: Literal["ok", "error"]
     result: PoseResult | None = None
+    video: VideoHeader | None = Field(
+        None, description="For a video: its header record (the first line of its keypoints JSON Lines)."
+    )
     error: ErrorDetail | None = None
     outputs: dict[str, str] = Field(
         default_factory=dict, description="Where the container wrote outputs: keypoints, annotated."
     )
+
+
+# The video records build on the models above (Person, Thresholds, ErrorDetail): imported last, then resolved.
+from batch.video.records import VideoHeader  # noqa: E402
+
+ManifestLineResult.model_rebuild()

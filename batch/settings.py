@@ -15,6 +15,7 @@ from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Backend = Literal["auto", "torch", "onnxruntime", "openvino"]
+Tracker = Literal["bytetrack", "botsort"]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -166,7 +167,58 @@ class Settings(BaseSettings):
         description="Longer side of annotated images, in pixels; 0 = the original resolution.",
     )
 
-    @field_validator("sagemaker_batch", "batch_error_records", "embed_annotated", "reduced_decode", mode="before")
+    # --- video (batch/video; README "Video") ----------------------------------------------------------
+    video_frame_stride: int = Field(
+        1, ge=1, le=100_000, validation_alias="POSE_VIDEO_FRAME_STRIDE", description="Pose every Nth frame."
+    )
+    video_fps: float | None = Field(
+        None,
+        gt=0,
+        le=1000,
+        validation_alias="POSE_VIDEO_FPS",
+        description="Pose frames at this rate (by timestamp) instead of every Nth; unset: every frame.",
+    )
+    video_track: bool = Field(True, validation_alias="POSE_VIDEO_TRACK", description="Track persons across frames.")
+    video_tracker: Tracker = Field("bytetrack", validation_alias="POSE_VIDEO_TRACKER")
+    video_gmc: bool = Field(
+        True, validation_alias="POSE_VIDEO_GMC", description="BoT-SORT's camera-motion compensation (botsort only)."
+    )
+    video_max_duration_s: float = Field(
+        7200.0,
+        gt=0,
+        validation_alias="POSE_VIDEO_MAX_DURATION_S",
+        description="Longer videos are refused from their container header, before decoding.",
+    )
+    video_max_mpix_per_s: float = Field(
+        500.0,
+        gt=0,
+        validation_alias="POSE_VIDEO_MAX_MPIX_PER_S",
+        description="Pixel rate (width x height x fps) above which a video is refused from its header (4K60 fits).",
+    )
+    video_max_mb: float = Field(
+        1024.0,
+        ge=0,
+        validation_alias="POSE_MAX_VIDEO_MB",
+        description="Largest video body or S3 object (asynchronous inference carries up to 1 GB); 0 = no limit.",
+    )
+    video_time_limit_s: float = Field(
+        840.0,
+        gt=0,
+        validation_alias="POSE_VIDEO_TIME_LIMIT_S",
+        description="Seconds one video may take; past it the video stops and its record says so. Keep it under "
+        "the caller's timeout (async InvocationTimeoutSeconds, default 900; a transform job's --timeout-s).",
+    )
+    video_annotated_max_side: int = Field(
+        1280,
+        ge=0,
+        validation_alias="POSE_VIDEO_ANNOTATED_MAX_SIDE",
+        description="Longer side of annotated MP4s, pixels (made even for yuv420p); 0 = the video's own size.",
+    )
+
+    @field_validator(
+        "sagemaker_batch", "batch_error_records", "embed_annotated", "reduced_decode", "video_track", "video_gmc",
+        mode="before",
+    )  # fmt: skip
     @classmethod
     def _bool(cls, value: object) -> bool:
         return parse_bool(value)
@@ -177,6 +229,11 @@ class Settings(BaseSettings):
         if value is None or (isinstance(value, str) and value.strip().lower() in {"", "auto"}):
             return None
         return parse_bool(value)
+
+    @field_validator("video_fps", mode="before")
+    @classmethod
+    def _optional_fps(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("imgsz")
     @classmethod
@@ -202,6 +259,10 @@ class Settings(BaseSettings):
     @property
     def max_s3_object_bytes(self) -> int | None:
         return None if self.max_s3_object_mb == 0 else int(self.max_s3_object_mb * 1024 * 1024)
+
+    @property
+    def max_video_bytes(self) -> int | None:
+        return None if self.video_max_mb == 0 else int(self.video_max_mb * 1024 * 1024)
 
     @property
     def decode_budget_pixels(self) -> int:

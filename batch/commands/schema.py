@@ -1,5 +1,6 @@
 """Print the JSON Schemas of the records PoseBatch writes (the keypoint result, the error record, the
-manifest response line) as one JSON object keyed by schema file name, or write them to schemas/ (--write).
+manifest response line, and a video's JSON Lines: its header line and its frame lines) as one JSON object
+keyed by schema file name, or write them to schemas/ (--write).
 
   pose-batch schema | jq '."pose_result.schema.json"'"""
 
@@ -15,11 +16,14 @@ SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 
 def schemas() -> dict[str, dict[str, Any]]:
     from batch.schema import ErrorRecord, ManifestLineResult, PoseResult
+    from batch.video.records import FrameRecord, VideoHeader
 
     return {
         "pose_result.schema.json": PoseResult.model_json_schema(),
         "error_record.schema.json": ErrorRecord.model_json_schema(),
         "manifest_line_result.schema.json": ManifestLineResult.model_json_schema(),
+        "video_header.schema.json": VideoHeader.model_json_schema(),
+        "video_frame.schema.json": FrameRecord.model_json_schema(),
     }
 
 

@@ -166,6 +166,19 @@ class PoseEngine:
                 jpeg = await loop.run_in_executor(self.cpu_pool, annotated_jpeg, outcome.keep, result, quality)
         return Prediction(result, jpeg)
 
+    async def predict_rgb(self, rgb: np.ndarray, options: InferenceOptions | None = None) -> PoseResult:
+        """Pose one decoded, upright RGB frame (`(h, w, 3)` uint8; a video's) through the same letterbox and
+        batcher as images, so that concurrent frames of one video fill batches; its pixels are held in the
+        pixel budget meanwhile. Results are in the frame's pixels, exactly what the same pixels get as an image."""
+        loop = asyncio.get_running_loop()
+        options = options or self.default_options
+        async with self.budget.hold(int(rgb.shape[0]) * int(rgb.shape[1])):
+            item = await loop.run_in_executor(self.cpu_pool, self.prepare_decoded, DecodedImage(rgb), options)
+            outcome = await self._batcher.submit(item)
+        if isinstance(outcome, PoseError):
+            raise outcome
+        return outcome.result
+
     async def close(self) -> None:
         await self._batcher.close()
         self.cpu_pool.shutdown(wait=False)
