@@ -21,16 +21,18 @@ from batch.async_inference.layout import AsyncLayout, Placement, inference_id
 from batch.async_inference.outcome_notifications import OutcomeNotifications
 from batch.async_inference.retry import classify
 from batch.async_inference.trigger import endpoint_output_root, invocation_request
-from batch.content_types import image_type_for
+from batch.content_types import input_type_for
 from batch.errors import KeyTooLong
 from batch.orchestration_settings import DEFAULT_INPUT_PREFIX, TriggerConfig
-from batch.output_layout import as_prefix
+from batch.output_layout import as_prefix, is_video
 from batch.s3_uri import S3Uri
 from batch.schema import ErrorDetail, ErrorRecord, PoseResult
+from batch.video.records import VideoHeader
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 NOT_AN_IMAGE = "not_an_image"
+HEADER_BYTES = 1024 * 1024  # a video's header line is read alone, never its frames
 OnOutcome = Callable[["Outcome"], None]
 
 
@@ -45,7 +47,7 @@ class Submission:
 
 @dataclass(frozen=True)
 class Outcome:
-    """The result of one image, or why there is none."""
+    """The result of one image (or video: its header record), or why there is none."""
 
     input_uri: str
     inference_id: str | None
@@ -53,15 +55,16 @@ class Outcome:
     error: ErrorDetail | None = None
     keypoints_uri: str | None = None
     annotated_uri: str | None = None
+    video: VideoHeader | None = None
 
     @property
     def ok(self) -> bool:
-        return self.result is not None
+        return self.result is not None or self.video is not None
 
     @property
     def status(self) -> str:
-        """ok | error | skipped (not an image) | queued (submitted, not waited for)."""
-        if self.result is not None:
+        """ok | error | skipped (not an image or video) | queued (submitted, not waited for)."""
+        if self.ok:
             return "ok"
         if self.error is None:
             return "queued"
@@ -76,6 +79,7 @@ class Outcome:
             "annotated": self.annotated_uri if self.ok else None,
             "persons": len(self.result.persons) if self.result else None,
             "error": self.error.model_dump() if self.error else None,
+            **({"video": _video_summary(self.video)} if self.video else {}),
         }
 
 
@@ -106,11 +110,16 @@ class AsyncPoseClient:
         keys = await self._keys(target)
         layout = AsyncLayout.create(input_root or default_input_root(target), await self._output_root())
         skipped: list[Submission | Outcome] = [
-            _failed(f"s3://{target.bucket}/{key}", None, NOT_AN_IMAGE, "not an image file (by its extension): skipped")
+            _failed(
+                f"s3://{target.bucket}/{key}",
+                None,
+                NOT_AN_IMAGE,
+                "not an image or video file (by its extension): skipped",
+            )
             for key in keys
-            if not image_type_for(key)
+            if not input_type_for(key)
         ]
-        images = [key for key in keys if image_type_for(key)]
+        images = [key for key in keys if input_type_for(key)]
         return skipped + list(await asyncio.gather(*(self._submit_one(layout, target.bucket, key) for key in images)))
 
     async def _keys(self, target: S3Uri) -> list[str]:
@@ -129,7 +138,7 @@ class AsyncPoseClient:
     async def _submit_one(self, layout: AsyncLayout, bucket: str, key: str) -> Submission | Outcome:
         placement = layout.place(bucket, key)
         if placement is None:
-            return _failed(f"s3://{bucket}/{key}", None, "not_an_input", "not an image under the input root")
+            return _failed(f"s3://{bucket}/{key}", None, "not_an_input", "not an image or video under the input root")
         s3 = self._clients["s3"]
         try:
             head = await self._call(lambda: s3.head_object(Bucket=bucket, Key=key))
@@ -256,8 +265,9 @@ class AsyncPoseClient:
         """The mirrored keypoints key: a `PoseResult`, or the image's `{"error": ...}` record."""
         placement, request_id = submission.placement, submission.inference_id
         location = placement.keypoints_uri
+        video = is_video(placement.relative_key)
         try:
-            body = await self._read(location)
+            body = await self._read(location, first_line=video)
         except Exception as exc:
             return _failed(placement.input_uri, request_id, "output_unreadable", f"{location}: {exc}")
         try:
@@ -266,6 +276,12 @@ class AsyncPoseClient:
             pass  # not an error record: a result, or garbage
         else:
             return Outcome(placement.input_uri, request_id, None, error, location)
+        if video:
+            try:
+                header = VideoHeader.model_validate_json(body)
+            except ValueError as exc:
+                return _failed(placement.input_uri, request_id, "invalid_output", f"{location}: {exc}")
+            return Outcome(placement.input_uri, request_id, None, None, location, placement.annotated_uri, header)
         try:
             result = PoseResult.model_validate_json(body)
         except ValueError as exc:
@@ -280,10 +296,14 @@ class AsyncPoseClient:
             error = ErrorDetail(code="inference_failed", message=reason)
         return Outcome(submission.placement.input_uri, submission.inference_id, None, error)
 
-    async def _read(self, location: str) -> bytes:
+    async def _read(self, location: str, *, first_line: bool = False) -> bytes:
+        """The object, or (a video's JSON Lines) its first line only."""
         uri = S3Uri.parse(location)
-        response = await self._call(lambda: self._clients["s3"].get_object(Bucket=uri.bucket, Key=uri.key))
-        return bytes(await self._call(response["Body"].read))
+        extra = {"Range": f"bytes=0-{HEADER_BYTES - 1}"} if first_line else {}
+        s3 = self._clients["s3"]
+        response = await self._call(lambda: s3.get_object(Bucket=uri.bucket, Key=uri.key, **extra))
+        body = bytes(await self._call(response["Body"].read))
+        return body.split(b"\n", 1)[0] if first_line else body
 
     async def _output_root(self) -> str:
         if self._output_uri is None:
@@ -330,6 +350,17 @@ def default_input_root(target: S3Uri) -> str:
     must not write the same output."""
     prefix = DEFAULT_INPUT_PREFIX
     return f"s3://{target.bucket}/{prefix if target.key.startswith(prefix) else ''}"
+
+
+def _video_summary(header: VideoHeader) -> dict[str, Any]:
+    """What `submit` prints for a video."""
+    return {
+        "frames_posed": header.frames_posed,
+        "duration": header.duration,
+        "tracks": header.tracking.tracks,
+        "truncated": header.truncated,
+        "stopped": header.stopped,
+    }
 
 
 def _header_text(value: str) -> str:

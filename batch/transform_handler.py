@@ -9,10 +9,13 @@ inference, a real-time caller): an image body, or a manifest body of S3 referenc
   `keypoints_output` too. With `POSE_EMBED_ANNOTATED=true` (Batch Transform images mode, where the
   container is not told the input's key) the answer is a transport envelope of record and JPEG
   (`batch.transport_envelope`).
+- Video body (asynchronous inference: the dropped video is the body; spooled to a file by the app):
+  `batch.video.flows.pose_video_request` poses it and writes its JSON Lines and MP4 where the caller says.
 - Manifest body (`application/jsonlines`, Batch Transform `SplitType=Line` + `MultiRecord`): every line
   is fetched from S3 concurrently (at most `POSE_MANIFEST_CONCURRENCY` lines at once per request, each
   object up to `POSE_MAX_S3_OBJECT_MB`), posed through the same batcher, its outputs written where the line
-  says, and answered by one JSON line, in order. A bad line is an error line, never a failed request.
+  says, and answered by one JSON line, in order. A bad line is an error line, never a failed request. A
+  line naming a video is handled by `batch.video.flows.pose_manifest_video`.
 
 Every S3 read and write goes through `S3Store`: on its own thread pool, so it never blocks inference,
 and only to the buckets the container is allowed (`POSE_ALLOWED_BUCKETS`).
@@ -25,6 +28,7 @@ import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -34,9 +38,11 @@ from batch.custom_attributes import InferenceOptions
 from batch.errors import BucketNotAllowed, InvalidManifest, PayloadTooLarge, PoseError, S3ObjectError
 from batch.inference.engine import PoseEngine, Prediction
 from batch.manifest_line import ManifestLine
+from batch.output_layout import is_video
 from batch.s3_uri import S3Uri
 from batch.schema import ErrorDetail, ManifestLineResult
 from batch.settings import Settings
+from batch.video.flows import pose_manifest_video, pose_video_request
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +90,11 @@ class InvocationHandler:
             return Reply(transport_envelope.encode(record, jpeg), content_types.JSON)
         return Reply(record, content_types.JSON)
 
+    async def handle_video(self, video: Path, options: InferenceOptions) -> Reply:
+        """A video body, spooled to `video` (the app decides by content type or by sniffing the body)."""
+        body, content_type = await pose_video_request(self.engine, self.store, video, options, video.parent)
+        return Reply(body, content_type)
+
     async def handle_manifest(self, body: bytes, options: InferenceOptions) -> Reply:
         # "\n" only: U+2028, U+2029 and U+0085 (which str.splitlines() also splits on) are legal in S3 keys.
         lines = [line for line in body.decode("utf-8", errors="replace").split("\n") if line.strip()]
@@ -107,6 +118,8 @@ class InvocationHandler:
         try:
             line = ManifestLine.parse(text)
             reference = str(line.image)
+            if is_video(line.image.key):
+                return await pose_manifest_video(self.engine, self.store, line, options)
             for output in (line.keypoints, line.annotated):
                 if output is not None:
                     self.store.check_allowed(output)
@@ -160,6 +173,16 @@ class S3Store:
         self.check_allowed(uri)
         await asyncio.get_running_loop().run_in_executor(self._pool, self._put, uri, data, content_type)
 
+    async def download(self, uri: S3Uri, path: Path, max_bytes: int | None) -> None:
+        """An object to a local file, streamed (videos: up to `max_bytes`, never held in memory)."""
+        self.check_allowed(uri)
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._download, uri, path, max_bytes)
+
+    async def upload(self, path: Path, uri: S3Uri, content_type: str) -> None:
+        """A local file to S3, streamed (multipart when large)."""
+        self.check_allowed(uri)
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._upload, path, uri, content_type)
+
     def close(self) -> None:
         self._pool.shutdown(wait=False)
 
@@ -183,6 +206,30 @@ class S3Store:
             raise S3ObjectError(f"could not read {uri}: {code}") from None
         except BotoCoreError as exc:
             raise S3ObjectError(f"could not read {uri}: {exc}") from None
+
+    def _download(self, uri: S3Uri, path: Path, max_bytes: int | None) -> None:
+        try:
+            response = self._s3().get_object(Bucket=uri.bucket, Key=uri.key)
+            size = int(response.get("ContentLength", 0))
+            if max_bytes is not None and size > max_bytes:
+                response["Body"].close()
+                raise PayloadTooLarge(f"{uri} is {size:,} bytes; the limit is {max_bytes:,} (POSE_MAX_VIDEO_MB)")
+            with path.open("wb") as file:
+                for chunk in response["Body"].iter_chunks(1024 * 1024):
+                    file.write(chunk)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "error")
+            raise S3ObjectError(f"could not read {uri}: {code}") from None
+        except BotoCoreError as exc:
+            raise S3ObjectError(f"could not read {uri}: {exc}") from None
+
+    def _upload(self, path: Path, uri: S3Uri, content_type: str) -> None:
+        try:
+            self._s3().upload_file(str(path), uri.bucket, uri.key, ExtraArgs={"ContentType": content_type})
+        except (ClientError, BotoCoreError) as exc:
+            raise S3ObjectError(f"could not write {uri}: {exc}") from None
+        except Exception as exc:  # boto3's S3UploadFailedError wraps the ClientError
+            raise S3ObjectError(f"could not write {uri}: {exc}") from None
 
     def _put(self, uri: S3Uri, data: bytes, content_type: str) -> None:
         try:

@@ -4,6 +4,7 @@ stand-in (standard library only, so it ships in the Lambda zip without the infer
 
     <input prefix>/<rel>  ->  <output root>/keypoints/<rel>.json   result or error record (the container)
                           ->  <output root>/annotated/<rel>        annotated JPEG (the container)
+    (a video: keypoints/<rel>.jsonl and the annotated MP4, named by `batch.output_layout`)
     SageMaker's own objects:  <output root>/_async/responses/      the endpoint's S3OutputPath
                               <output root>/_async/failures/       the endpoint's S3FailurePath
                               <output root>/_async/attempts/       retries under way (`retry.py`)
@@ -20,7 +21,7 @@ import hashlib
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from batch.content_types import image_type_for
+from batch.content_types import input_type_for
 from batch.errors import KeyTooLong
 from batch.output_layout import ANNOTATED_FOLDER, KEYPOINTS_FOLDER, annotated_key, as_prefix, keypoints_key
 from batch.s3_uri import S3Uri
@@ -129,9 +130,9 @@ class AsyncLayout:
         return relative if relative and not relative.endswith("/") else None
 
     def place(self, bucket: str, key: str) -> Placement | None:
-        """The placement of an input object; None when it is not an image under the input prefix."""
+        """The placement of an input object; None when it is not an image or a video under the input prefix."""
         relative = self.relative_key(bucket, key)
-        content_type = image_type_for(key)
+        content_type = input_type_for(key)
         if relative is None or content_type is None:
             return None
         return Placement(

@@ -1,4 +1,4 @@
-"""The S3 trigger: one asynchronous inference per image dropped under the input prefix. The Lambda
+"""The S3 trigger: one asynchronous inference per image (or video) dropped under the input prefix. The Lambda
 entry point is `events/s3_trigger.py`; the local stack's SQS poller calls `build_handler` directly.
 
 Accepts S3 notifications directly, wrapped in SQS, wrapped in SNS (enveloped or raw), and EventBridge
@@ -87,7 +87,7 @@ class S3Trigger:
             rejected.add(f"s3://{created.bucket}/{created.key}")
             return
         if request is None:
-            log.info("skipping s3://%s/%s: not an image under the input prefix", created.bucket, created.key)
+            log.info("skipping s3://%s/%s: not an image or video under the input prefix", created.bucket, created.key)
             return
         if request["InferenceId"] in submitted:
             return  # the same object twice in one batch (multipart uploads: Put + CompleteMultipartUpload)

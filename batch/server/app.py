@@ -9,20 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import tempfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from batch import content_types
 from batch.custom_attributes import InferenceOptions, parse_custom_attributes
-from batch.errors import ModelNotReady, PayloadTooLarge, PoseError, error_record
+from batch.errors import ModelNotReady, PayloadTooLarge, PoseError, VideoNotAccepted, error_record
 from batch.inference.engine import PoseEngine
 from batch.schema import ErrorRecord
 from batch.settings import Settings
-from batch.transform_handler import InvocationHandler, S3Store
+from batch.transform_handler import InvocationHandler, Reply, S3Store
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +95,8 @@ def create_app(settings: Settings, load_engine: EngineLoader = PoseEngine.load) 
 
     @app.post(
         "/invocations",
-        summary="Pose an image (image/* body) or a manifest of S3 images (application/jsonlines body)",
+        summary="Pose an image (image/* body), a video (video/* body, or sniffed) or a manifest of S3 inputs "
+        "(application/jsonlines body)",
         responses={400: {"model": ErrorRecord}, 413: {"model": ErrorRecord}, 415: {"model": ErrorRecord}},
     )
     async def invocations(request: Request) -> Response:
@@ -121,12 +124,77 @@ async def _invoke(runtime: Runtime, request: Request) -> Response:
     request_type = content_types.check_request_type(request.headers.get("content-type"))
     accept = content_types.negotiate_accept(request.headers.get("accept"))
     options = parse_custom_attributes(request.headers.get(CUSTOM_ATTRIBUTES), InferenceOptions.defaults(settings))
-    body = await _read_body(request, settings.max_payload_bytes)
     if content_types.is_json_lines(request_type):
-        reply = await runtime.handler.handle_manifest(body, options)
-    else:
-        reply = await runtime.handler.handle_image(body, options, accept)
+        body = await _read_body(request, settings.max_payload_bytes)
+        return _response(await runtime.handler.handle_manifest(body, options))
+    video_type = content_types.is_video(request_type)
+    _check_declared(request, settings.max_video_bytes if video_type else settings.max_payload_bytes)
+    chunks = request.stream().__aiter__()
+    head = await _head(chunks)
+    if not (video_type or content_types.looks_like_video(head)):
+        body = await _rest(head, chunks, settings.max_payload_bytes)
+        return _response(await runtime.handler.handle_image(body, options, accept))
+    if settings.embed_annotated:  # Batch Transform images mode: one image per request, a JPEG in the answer
+        raise VideoNotAccepted("this is a video: Batch Transform images mode takes images only; use --mode manifest")
+    # A video body (asynchronous inference carries up to 1 GB) goes to a file, never into memory whole.
+    with tempfile.TemporaryDirectory(prefix="posebatch-request-") as work:
+        video = Path(work) / "body"
+        await _spool(head, chunks, video, settings.max_video_bytes)
+        reply = await runtime.handler.handle_video(video, options)
+    return _response(reply)
+
+
+def _response(reply: Reply) -> Response:
     return Response(reply.body, media_type=reply.content_type)
+
+
+def _check_declared(request: Request, limit: int | None) -> None:
+    declared = request.headers.get("content-length")
+    if limit is not None and declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body is {int(declared):,} bytes; the limit is {limit:,}")
+
+
+async def _head(chunks: AsyncIterator[bytes]) -> bytes:
+    """The body's first bytes, enough to tell a video from an image (all of it, if shorter)."""
+    head = b""
+    while len(head) < content_types.SNIFF_BYTES:
+        try:
+            head += await chunks.__anext__()
+        except StopAsyncIteration:
+            break
+    return head
+
+
+async def _rest(head: bytes, chunks: AsyncIterator[bytes], limit: int | None) -> bytes:
+    parts = [head]
+    size = len(head)
+    async for chunk in chunks:
+        size += len(chunk)
+        if limit is not None and size > limit:
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit:,} bytes")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+async def _spool(head: bytes, chunks: AsyncIterator[bytes], path: Path, limit: int | None) -> None:
+    """The body to `path`, written off the event loop in runs of a few MB."""
+    loop = asyncio.get_running_loop()
+    size = pending_size = len(head)
+    pending = [head]
+    with path.open("wb") as file:
+        async for chunk in chunks:
+            size += len(chunk)
+            if limit is not None and size > limit:
+                raise PayloadTooLarge(f"the video body exceeds the limit of {limit:,} bytes (POSE_MAX_VIDEO_MB)")
+            pending.append(chunk)
+            pending_size += len(chunk)
+            if pending_size >= _SPOOL_RUN:
+                await loop.run_in_executor(None, file.write, b"".join(pending))
+                pending, pending_size = [], 0
+        await loop.run_in_executor(None, file.write, b"".join(pending))
+
+
+_SPOOL_RUN = 4 * 1024 * 1024
 
 
 async def _read_body(request: Request, limit: int | None) -> bytes:

@@ -16,6 +16,10 @@ What the launcher decides from the listing before the job starts (`build_plan`):
   the image from S3 itself and no request carries it).
 
 - `--mode auto` (the default) picks the mode from the same listing (`batch.transform.mode_choice`).
+- Images mode carries images only: a video (by its extension) is refused with `video_not_accepted`, saying
+  to run it in manifest mode (`video_refusals`). Manifest mode gives each video a shard of its own, so one
+  request holds one video, and tells the container its time limit (`POSE_VIDEO_TIME_LIMIT_S`, under the
+  invocation timeout), so that a video too long for the timeout says so in its record instead of failing.
 
 Refused inputs stay in the plan (`plan.refused`): the finaliser gives each its error record.
 """
@@ -34,8 +38,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from batch import aws
-from batch.errors import KeyTooLong, PayloadTooLarge
-from batch.output_layout import MAX_KEY_BYTES, annotated_key, key_fits, keypoints_key
+from batch.errors import KeyTooLong, PayloadTooLarge, VideoNotAccepted
+from batch.output_layout import MAX_KEY_BYTES, annotated_key, is_video, key_fits, keypoints_key
 from batch.s3_listing import list_objects
 from batch.s3_uri import S3Uri
 from batch.transform.mode_choice import ModeChoice, ModeRequest, choose_mode
@@ -199,6 +203,21 @@ def key_refusals(plan: JobPlan, rels: list[str]) -> list[Refusal]:
     return refused
 
 
+def video_refusals(rels: list[str]) -> list[Refusal]:
+    """Images mode: videos cannot travel one per request with their JPEG; manifest mode runs them."""
+    message = "a video: images mode takes images only; run this prefix with --mode manifest, which poses videos"
+    return [Refusal(rel, VideoNotAccepted.code, message) for rel in rels if is_video(rel)]
+
+
+# Seconds the container keeps, within a manifest request's timeout, to finish a video's MP4 and upload it.
+VIDEO_FINISH_S = 60
+
+
+def video_time_limit_s(timeout_s: int) -> int:
+    """The container's time limit for one video (`POSE_VIDEO_TIME_LIMIT_S`) under a request timeout."""
+    return max(timeout_s - VIDEO_FINISH_S, timeout_s // 2, 1)
+
+
 @dataclass(frozen=True)
 class Launched:
     """A job created: its plan, and which mode it runs in and why."""
@@ -239,6 +258,8 @@ def build_plan(s3: Any, options: LaunchOptions, job_name: str | None = None) -> 
     )
     defaults = MODE_DEFAULTS[plan.mode]
     refused = key_refusals(plan, sorted(sizes))
+    if plan.mode == "images":
+        refused += video_refusals(sorted(set(sizes) - {r.rel for r in refused}))
     for refusal in refused:
         del sizes[refusal.rel]
     if plan.mode == "images":
@@ -287,6 +308,8 @@ def transform_request(
     else:
         buckets = dict.fromkeys((plan.input_uri.bucket, plan.output_uri.bucket))
         environment["POSE_ALLOWED_BUCKETS"] = ",".join(buckets)
+        if any(is_video(key) for key in plan.keys):
+            environment.setdefault("POSE_VIDEO_TIME_LIMIT_S", str(video_time_limit_s(options.timeout_s)))
     return {
         "TransformJobName": plan.job_name,
         "ModelName": model_name,

@@ -1,5 +1,6 @@
 """`--mode auto` (the default): which Batch Transform mode a job runs in, from the listing, and why.
 
+- Any video: manifest mode, the one that poses videos (images mode refuses them).
 - Any object larger than images mode can carry in one request (25 MB with 4 requests in flight, or the
   `--max-payload-mb` given): manifest mode, where the container reads each image from S3 itself.
   Images mode would keep those objects out of the job.
@@ -17,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from batch.output_layout import is_video
 from batch.transform.plan import Mode
 
 ModeRequest = Literal["auto", "images", "manifest"]
@@ -41,6 +43,9 @@ def choose_mode(requested: ModeRequest, sizes: dict[str, int], *, images_ceiling
     if requested != "auto":
         return ModeChoice(requested, "--mode " + requested, automatic=False)
     count = len(sizes)
+    videos = sum(1 for rel in sizes if is_video(rel))
+    if videos:
+        return ModeChoice("manifest", f"{videos} of the {count} objects are videos, which manifest mode poses")
     too_large = sum(1 for size in sizes.values() if size > images_ceiling_mb * _MIB)
     if too_large:
         return ModeChoice(

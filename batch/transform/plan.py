@@ -21,7 +21,8 @@ Manifest mode cuts the keys into shards, the JSON Lines files under `manifests/`
 per image, `batch.manifest_line`). Batch Transform spreads input *files* over instances, and never
 mixes the records of two files in one request; so the number and size of the shards decide both how
 many instances get work and how many images one request can carry. Each instance gets several shards
-so that one slow shard does not idle the others (`build_shards`).
+so that one slow shard does not idle the others (`build_shards`). A video is a shard of its own: one
+request then holds one video, whose time limit is the request's.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from batch.manifest_line import ManifestLine
-from batch.output_layout import annotated_key, keypoints_key
+from batch.output_layout import annotated_key, is_video, keypoints_key
 from batch.s3_uri import S3Uri
 
 Mode = Literal["images", "manifest"]
@@ -251,16 +252,17 @@ def build_shards(
     shards_per_instance: int = DEFAULT_SHARDS_PER_INSTANCE,
     max_images_per_shard: int = DEFAULT_MAX_IMAGES_PER_SHARD,
 ) -> list[Shard]:
+    images = [key for key in plan.keys if not is_video(key)]
+    videos = [[key] for key in plan.keys if is_video(key)]
     count = shard_count(
-        len(plan.keys),
+        len(images),
         instance_count,
         shards_per_instance=shards_per_instance,
         max_images_per_shard=max_images_per_shard,
     )
-    width = max(5, len(str(count)))
-    return [
-        Shard(rel=f"shard-{i:0{width}d}.jsonl", images=part) for i, part in enumerate(split_evenly(plan.keys, count))
-    ]
+    parts = [*(list(split_evenly(images, count)) if count else []), *videos]
+    width = max(5, len(str(len(parts))))
+    return [Shard(rel=f"shard-{i:0{width}d}.jsonl", images=part) for i, part in enumerate(parts)]
 
 
 def write_shards(s3: Any, plan: JobPlan) -> None:
