@@ -10,6 +10,7 @@ short) is found by comparing with its header's duration and frame count.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
@@ -62,7 +63,7 @@ class FrameSource:
         self._stop_requested: Stop | None = None
         self._lock = threading.Lock()
         self.decoded = 0  # frames decoded (posed or not)
-        self.rotation = 0  # degrees counter-clockwise applied to make frames upright
+        self.rotation = 0  # degrees counter-clockwise the frames are turned to be upright
         self.first_pts: float | None = None
         self.last_pts: float | None = None  # of the last decoded frame
         self.stopped: Stop | None = None
@@ -133,12 +134,16 @@ class FrameSource:
         try:
             for packet in self._container.demux(stream):
                 yield from packet.decode()
+            return
         except FFMPEG_ERRORS as exc:
-            if self.decoded == 0:
-                raise InvalidVideo(f"no frame of the video could be decoded: {_short(exc)}") from None
-            self.stopped = Stop(
-                "truncated", f"decoding stopped after frame {self.decoded - 1}: the file is damaged ({_short(exc)})"
-            )
+            damage = exc
+        with contextlib.suppress(*FFMPEG_ERRORS):  # frames the decoder holds (reordering, threads) came before it
+            yield from stream.codec_context.decode(None)
+        if self.decoded == 0:
+            raise InvalidVideo(f"no frame of the video could be decoded: {_short(damage)}")
+        self.stopped = Stop(
+            "truncated", f"decoding stopped after frame {self.decoded - 1}: the file is damaged ({_short(damage)})"
+        )
 
     def _check_complete(self) -> None:
         if self.decoded == 0 and self.stopped is None:
@@ -165,8 +170,8 @@ class FrameSource:
 
     def _upright(self, frame: Any) -> np.ndarray:
         rgb = frame.to_ndarray(format="rgb24")
-        turns = round(int(frame.rotation or 0) / 90) % 4
-        self.rotation = turns * 90
+        self.rotation = int(frame.rotation or 0)  # the display matrix's, counter-clockwise, -180..180
+        turns = round(self.rotation / 90) % 4
         if turns:
             rgb = np.rot90(rgb, turns)
         return np.ascontiguousarray(rgb)

@@ -127,7 +127,10 @@ class VideoHeader(BaseModel):
     codec: str = Field(description="The video stream's codec (h264, hevc, vp9, av1...).")
     width: int = Field(description="Frame width as displayed (after the rotation), pixels.")
     height: int = Field(description="Frame height as displayed, pixels.")
-    rotation: int = Field(description="Degrees counter-clockwise the stored frames were turned to be upright.")
+    rotation: int = Field(
+        description="The display matrix's rotation, degrees counter-clockwise (-180..180): the stored frames were "
+        "turned by it to be upright (a phone's portrait video: -90)."
+    )
     fps: float | None = Field(description="The header's average frame rate; null when it does not say.")
     duration: float | None = Field(description="Seconds, from the header; null when it does not say.")
     frames_decoded: int

@@ -78,7 +78,7 @@ def write_clip(
         stored = np.rot90(upright, -(rotation // 90))
         stream.width, stream.height = stored.shape[1], stored.shape[0]
         stream.pix_fmt = "yuv420p"
-        stream.time_base = time_base
+        stream.time_base = stream.codec_context.time_base = time_base
         if rotation:
             stream.set_display_rotation(rotation)
         for index in range(frames):
