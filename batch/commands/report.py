@@ -58,10 +58,12 @@ def run(args: argparse.Namespace) -> int:
     except (PoseError, OSError, ClientError, BotoCoreError) as exc:
         print(f"error: {getattr(exc, 'message', None) or exc}", file=sys.stderr)
         return 2
-    stats = outcome.stats
-    if stats.images == 0:
+    stats, videos = outcome.stats, outcome.videos
+    if stats.images == 0 and videos.videos == 0:
         print(f"warning: no keypoint records found under {args.location}", file=sys.stderr)
-    print(f"{stats.images:,} records ({stats.ok:,} posed, {stats.failed:,} failed) in {outcome.seconds:.1f} s")
+    with_videos = f", {videos.videos:,} videos ({videos.failed:,} failed)" if videos.videos else ""
+    counts = f"{stats.images:,} records ({stats.ok:,} posed, {stats.failed:,} failed){with_videos}"
+    print(f"{counts} in {outcome.seconds:.1f} s")
     print(f"report: {outcome.location}")
     if args.open:
         _open(outcome.location)

@@ -2,6 +2,7 @@
 
     sources.py     where the outputs live (local folder or S3 prefix; mirrored or predict's flat layout)
     aggregate.py   bounded statistics over the records (histograms, per-joint sums, first-N samples)
+    videos.py      each video's header, persons per second and poster frame (its JSON Lines streamed)
     thumbnails.py  data-URI thumbnails, only for the sampled records
     plots.py       matplotlib figures as SVG
     render.py      the HTML page
@@ -20,6 +21,7 @@ from batch.report.sources import InputReader, OutputSource, input_reader, open_s
 
 if TYPE_CHECKING:  # numpy, Pillow and matplotlib load only when a report is made: the CLI starts fast
     from batch.report.aggregate import JobStats
+    from batch.report.videos import VideoStats
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,7 @@ class ReportOutcome:
     location: str  # where _REPORT.html was written
     stats: JobStats
     seconds: float
+    videos: VideoStats
 
 
 def collect(source: OutputSource, *, sample_size: int, max_failures: int) -> JobStats:
@@ -60,12 +63,17 @@ def build_report(
     `workers`: S3 reads in flight while streaming the records (one GET per record).
     """
     from batch.report.render import ReportPage, render
-    from batch.report.thumbnails import thumbnails
+    from batch.report.thumbnails import thumbnail, thumbnails
+    from batch.report.videos import POSTER_BYTES, VideoStats, poster_jpeg
 
     started = time.monotonic()
     source = open_source(location, s3=s3, workers=workers) if isinstance(location, str) else location
     summary = source.summary()
     stats = collect(source, sample_size=sample_size, max_failures=max_failures)
+    videos = VideoStats()
+    for rel, lines in source.videos():
+        videos.add(rel, lines)
+    posters = {e.rel: thumbnail(poster_jpeg(source.annotated_start(e.rel, POSTER_BYTES))) for e in videos.entries}
     if inputs is None and summary and isinstance(summary.get("input"), str):
         inputs = summary["input"]
     read_input = input_reader(inputs, s3=s3) if isinstance(inputs, str) or inputs is None else inputs
@@ -76,11 +84,13 @@ def build_report(
         sample_thumbnails=thumbnails((rel for rel, _ in stats.sample), source.annotated),
         failure_thumbnails=thumbnails((f.rel for f in stats.failures), read_input),
         inputs_known=read_input is not None,
+        videos=videos,
+        posters=posters,
     )
     written = source.write_report(render(page))
     seconds = time.monotonic() - started
     log.info("report of %d records written to %s in %.1f s", stats.images, written, seconds)
-    return ReportOutcome(written, stats, seconds)
+    return ReportOutcome(written, stats, seconds, videos)
 
 
 __all__ = ["DEFAULT_MAX_FAILURES", "DEFAULT_THUMBNAILS", "ReportOutcome", "build_report", "collect"]

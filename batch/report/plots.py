@@ -86,6 +86,21 @@ def box_heights(stats: JobStats) -> str:
     return _svg(figure)
 
 
+def persons_per_second(values: np.ndarray, title: str) -> str:
+    """One video: mean persons per posed frame in each second of video."""
+    figure, axes = plt.subplots(figsize=(6, 1.8))
+    if len(values):
+        seconds = np.arange(len(values))
+        axes.step(seconds, values, where="post", color=_BAR)
+        axes.fill_between(seconds, np.nan_to_num(values), step="post", color=_BAR, alpha=0.25)
+        axes.set_xlim(0, max(len(values), 1))
+    axes.set_ylim(bottom=0)
+    axes.set_xlabel("second of video")
+    axes.set_ylabel("persons")
+    axes.set_title(title, fontsize=9)
+    return _svg(figure)
+
+
 def error_codes(stats: JobStats) -> str | None:
     if not stats.error_codes:
         return None

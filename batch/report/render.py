@@ -10,6 +10,7 @@ from typing import Any
 
 from batch.report import plots
 from batch.report.aggregate import JobStats
+from batch.report.videos import VideoStats
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px;color:#222;background:#fafafa}
@@ -22,7 +23,10 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px;border-bott
 .sheet{display:grid;grid-template-columns:repeat(auto-fill,minmax(200px,1fr));gap:10px}
 figure{margin:0;background:#fff;border:1px solid #ddd;border-radius:4px;padding:6px}
 figure.fail{border-color:#b3261e}figure img{width:100%;height:170px;object-fit:contain;background:#eee}
-figcaption{font-size:12px;word-break:break-all}.nothumb{height:170px;display:flex;align-items:center;
+figcaption{font-size:12px;word-break:break-all}
+.video{display:flex;gap:12px;align-items:center;background:#fff;border:1px solid #ddd;border-radius:4px;
+padding:8px;margin:8px 0}.video img.poster{width:240px;height:170px;object-fit:contain;background:#eee}
+.video .facts{font-size:13px;min-width:220px}.nothumb{height:170px;display:flex;align-items:center;
 justify-content:center;background:#eee;color:#888;font-size:12px;text-align:center}
 table{border-collapse:collapse;font-size:13px;background:#fff}
 td,th{border:1px solid #ddd;padding:4px 8px;text-align:left}
@@ -41,6 +45,8 @@ class ReportPage:
     sample_thumbnails: dict[str, str | None]
     failure_thumbnails: dict[str, str | None]
     inputs_known: bool
+    videos: VideoStats | None = None
+    posters: dict[str, str | None] | None = None
 
 
 def _card(label: str, value: Any, bad: bool = False) -> str:
@@ -84,6 +90,7 @@ def render(page: ReportPage) -> bytes:
         _card("failed", stats.failed, bad=stats.failed > 0),
         _card("persons", stats.persons),
         _card("images without a person", int(stats.person_histogram[0])),
+        *_video_cards(page.videos),
         "</div>",
         "<h2>Job</h2>",
         _timings(page.summary),
@@ -102,6 +109,7 @@ def render(page: ReportPage) -> bytes:
             parts.append(f'<img class=plot src="{uri}" alt="plot">')
     parts.append("</div>")
     parts.append(_failures(page))
+    parts.append(_videos(page))
     parts.append(f"<h2>Contact sheet: the first {len(stats.sample):,} results (annotated)</h2><div class=sheet>")
     for rel, persons in stats.sample:
         parts.append(_figure(rel, page.sample_thumbnails.get(rel), f"{persons} person(s)", why="no annotated image"))
@@ -122,4 +130,51 @@ def _failures(page: ReportPage) -> str:
     parts.append("</div>")
     if stats.failures_not_listed:
         parts.append(f"<p>&hellip; and {stats.failures_not_listed:,} more failures not shown.</p>")
+    return "".join(parts)
+
+
+def _video_cards(videos: VideoStats | None) -> list[str]:
+    if videos is None or not videos.videos:
+        return []
+    return [
+        _card("videos", videos.videos),
+        _card("videos failed", videos.failed, bad=videos.failed > 0),
+        _card("video frames posed", videos.frames_posed),
+    ]
+
+
+def _videos(page: ReportPage) -> str:
+    videos = page.videos
+    if videos is None or not videos.videos:
+        return ""
+    posters = page.posters or {}
+    parts = [f"<h2>Videos ({videos.videos:,})</h2>"]
+    for entry in videos.entries:
+        header = entry.header
+        poster = posters.get(entry.rel)
+        image = f'<img class=poster src="{poster}" alt="poster">' if poster else '<div class="nothumb">no poster</div>'
+        duration = header.get("duration")
+        facts = [
+            f"<b>{escape(entry.rel)}</b>",
+            f"{header.get('frames_posed', 0):,} of {header.get('frames_decoded', 0):,} frames posed",
+            f"duration {duration:,.2f} s" if isinstance(duration, int | float) else "duration unknown",
+            f"{header.get('width')}x{header.get('height')}, {escape(str(header.get('codec')))}",
+            f"{(header.get('tracking') or {}).get('tracks', 0):,} track(s)",
+        ]
+        error = header.get("error")
+        if isinstance(error, dict):
+            said = f"{error.get('code')}: {error.get('message')}"
+            facts.append(f'<span style="color:#b3261e">{escape(said)}</span>')
+        plot = plots.persons_per_second(entry.persons_per_second, "Persons per second (mean per posed frame)")
+        parts.append(
+            f"<div class=video>{image}<div class=facts>{'<br>'.join(facts)}</div>"
+            f'<img class=plot src="{plot}" alt="persons per second"></div>'
+        )
+    if videos.not_shown:
+        parts.append(f"<p>&hellip; and {videos.not_shown:,} more videos not shown.</p>")
+    for failure in videos.failures:
+        parts.append(
+            f'<div class=video><div class="nothumb">failed</div><div class=facts><b>{escape(failure.rel)}</b><br>'
+            f'<span style="color:#b3261e">{escape(failure.code)}: {escape(failure.message)}</span></div></div>'
+        )
     return "".join(parts)

@@ -2,9 +2,11 @@
 
 Two layouts are understood:
 
-    mirrored (Batch Transform, async prefix submissions, a downloaded copy of either):
+    mirrored (Batch Transform, async prefix submissions, `predict`, a downloaded copy of any):
         <root>/keypoints/<rel>.json      result or error record
         <root>/annotated/<rel>           annotated JPEG
+        <root>/keypoints/<rel>.jsonl     a video's header and frame lines, or its error record
+        <root>/annotated/<rel>[.mp4]     its annotated MP4
         <root>/_SUMMARY.json             the job's summary (Batch Transform)
     flat (`pose-batch predict --out DIR`):
         <root>/<name>.json               result
@@ -12,7 +14,8 @@ Two layouts are understood:
         <root>/<stem>.jpg                annotated JPEG
 
 Records are yielded as `(rel, raw bytes)` in listing order; S3 is listed page by page (1,000 keys) and each
-page's bodies are fetched concurrently, so neither the key list nor the records are ever held whole.
+page's bodies are fetched concurrently, so neither the key list nor the records are ever held whole. A
+video's JSON Lines are yielded line by line as they are read (`videos`), never whole.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ SUMMARY_NAME = "_SUMMARY.json"
 REPORT_NAME = "_REPORT.html"
 KEYPOINTS = "keypoints/"
 ERROR_SUFFIX = ".error.json"
+VIDEO_SUFFIX = ".jsonl"
 MAX_IMAGE_BYTES = 64 * 1024 * 1024  # a thumbnail never reads a larger object
 
 InputReader = Callable[[str], "bytes | None"]
@@ -42,7 +46,9 @@ class OutputSource(Protocol):
     location: str
 
     def records(self) -> Iterator[tuple[str, bytes]]: ...
+    def videos(self) -> Iterator[tuple[str, Iterator[bytes]]]: ...
     def annotated(self, rel: str) -> bytes | None: ...
+    def annotated_start(self, rel: str, size: int) -> bytes | None: ...
     def summary(self) -> dict[str, Any] | None: ...
     def write_report(self, html: bytes) -> str: ...
 
@@ -79,9 +85,27 @@ class LocalSource:
                     path = Path(directory, name)
                     yield path.relative_to(base).as_posix()[: -len(".json")], path.read_bytes()
 
+    def videos(self) -> Iterator[tuple[str, Iterator[bytes]]]:
+        if not self.mirrored:
+            return
+        base = self.root / KEYPOINTS
+        for directory, folders, files in os.walk(base):
+            folders.sort()
+            for name in sorted(files):
+                if name.endswith(VIDEO_SUFFIX):
+                    path = Path(directory, name)
+                    yield path.relative_to(base).as_posix()[: -len(VIDEO_SUFFIX)], _file_lines(path)
+
     def annotated(self, rel: str) -> bytes | None:
         path = self.root / annotated_key(rel) if self.mirrored else (self.root / rel).with_suffix(".jpg")
         return _read_file(path)
+
+    def annotated_start(self, rel: str, size: int) -> bytes | None:
+        try:
+            with (self.root / annotated_key(rel)).open("rb") as file:
+                return file.read(size)
+        except OSError:
+            return None
 
     def summary(self) -> dict[str, Any] | None:
         return _parse_summary(_read_file(self.root / SUMMARY_NAME))
@@ -112,8 +136,37 @@ class S3Source:
                     if body is not None:
                         yield key[len(prefix) : -len(".json")], body
 
+    def videos(self) -> Iterator[tuple[str, Iterator[bytes]]]:
+        prefix = self.uri.child(KEYPOINTS).key
+        pages = self.s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.uri.bucket, Prefix=prefix, PaginationConfig={"PageSize": self.page_size}
+        )
+        for page in pages:
+            for item in page.get("Contents", []):
+                key = item["Key"]
+                if key.endswith(VIDEO_SUFFIX):
+                    yield key[len(prefix) : -len(VIDEO_SUFFIX)], self._lines(key)
+
+    def _lines(self, key: str) -> Iterator[bytes]:
+        try:
+            body = self.s3.get_object(Bucket=self.uri.bucket, Key=key)["Body"]
+        except Exception:  # gone since the listing: nothing to read
+            return
+        try:
+            yield from body.iter_lines()
+        finally:
+            body.close()
+
     def annotated(self, rel: str) -> bytes | None:
         return self._get(self.uri.child(annotated_key(rel)).key)
+
+    def annotated_start(self, rel: str, size: int) -> bytes | None:
+        try:
+            key = self.uri.child(annotated_key(rel)).key
+            response = self.s3.get_object(Bucket=self.uri.bucket, Key=key, Range=f"bytes=0-{size - 1}")
+            return bytes(response["Body"].read())
+        except Exception:
+            return None
 
     def summary(self) -> dict[str, Any] | None:
         return _parse_summary(self._get(self.uri.child(SUMMARY_NAME).key))
@@ -137,6 +190,11 @@ def read_s3(s3: Any, uri: S3Uri) -> bytes | None:
         return bytes(response["Body"].read())
     except Exception:  # a report shows what it can; a missing object is no reason to stop
         return None
+
+
+def _file_lines(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as file:
+        yield from file
 
 
 def _read_file(path: Path) -> bytes | None:

@@ -16,6 +16,7 @@ import pytest
 
 from batch.commands.transform import execute
 from batch.polling import poll
+from batch.report import ReportOutcome, build_report
 from batch.transform.launcher import LaunchOptions, build_plan
 from batch.transform.plan import JobPlan
 from tests.cli.commands import environment, pose_batch
@@ -41,6 +42,7 @@ class Flows:
     summary: dict[str, Any]
     stdout: str
     images_mode: JobPlan
+    s3_report: ReportOutcome
 
 
 def clips(folder: Path) -> dict[str, bytes]:
@@ -55,7 +57,7 @@ def run_predict(inputs: dict[str, bytes], tmp: Path) -> tuple[dict[str, bytes], 
     for rel, body in inputs.items():
         (source / rel).parent.mkdir(parents=True, exist_ok=True)
         (source / rel).write_bytes(body)
-    done = pose_batch("predict", str(source), "--out", str(out), "--model", str(MODEL_PATH), "--no-report",
+    done = pose_batch("predict", str(source), "--out", str(out), "--model", str(MODEL_PATH),
                       cwd=tmp, env=environment(tmp))  # fmt: skip
     assert done.returncode == 1, done.stderr  # one input (broken.mp4) failed
     files = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
@@ -124,7 +126,9 @@ def flows(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flows]:
             manifest = pool.submit(run_manifest, stack, inputs)
             asynchronous = pool.submit(run_async, stack, inputs)
             (files, stdout), (outputs, summary) = predicted.result(), manifest.result()
-            yield Flows(inputs, files, asynchronous.result(), outputs, summary, stdout, images_plan(stack))
+            async_outputs = asynchronous.result()
+        report = build_report(f"s3://{BUCKET}/{ASYNC_OUT}", s3=stack.stack.client("s3"))
+        yield Flows(inputs, files, async_outputs, outputs, summary, stdout, images_plan(stack), report)
     finally:
         stack.stack.stop()
 
@@ -176,3 +180,19 @@ def test_images_mode_refuses_videos_with_a_clear_record(flows: Flows) -> None:
     assert flows.images_mode.keys == ["photo.jpg"]
     (refusal,) = flows.images_mode.refused
     assert (refusal.rel, refusal.code) == ("clip.mp4", "video_not_accepted") and "--mode manifest" in refusal.message
+
+
+def test_the_report_shows_each_video(flows: Flows) -> None:
+    html = flows.predict["_REPORT.html"].decode()
+    assert "Videos (3)" in html and html.count("class=poster") == 2  # a poster frame from each annotated MP4
+    assert html.count('alt="persons per second"') == 2
+    assert (
+        "clips/walk.mp4" in html
+        and f"{WALK_FRAMES} of {WALK_FRAMES} frames posed" in html
+        and "duration 1.60 s" in html
+    )
+    assert "bad/broken.mp4" in html and "invalid_video" in html
+    videos = flows.s3_report.videos  # the same from S3, read line by line
+    assert (videos.videos, videos.failed, videos.frames_posed) == (3, 1, WALK_FRAMES + 4)
+    walk = next(e for e in videos.entries if e.rel == "clips/walk.mp4")
+    assert len(walk.persons_per_second) == 2 and list(walk.persons_per_second) == [2.0, 2.0]  # 1.6 s, 2 people
