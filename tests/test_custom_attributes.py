@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from batch.async_inference.layout import MAX_CUSTOM_ATTRIBUTES, AsyncLayout
@@ -79,3 +81,25 @@ def test_outputs_past_the_limit_are_refused_whatever_the_source() -> None:
     assert placement is not None
     with pytest.raises(KeyTooLong):
         _ = placement.custom_attributes
+
+
+def test_video_options() -> None:
+    options = parse_custom_attributes("frame_stride=5;track=false;tracker=botsort;gmc=false", DEFAULTS)
+    assert (options.frame_stride, options.fps, options.track, options.tracker, options.gmc) == (
+        5,
+        None,
+        False,
+        "botsort",
+        False,
+    )
+    by_rate = parse_custom_attributes("fps=2.5", replace(DEFAULTS, frame_stride=3))
+    assert (by_rate.fps, by_rate.frame_stride) == (2.5, 1)  # a rate replaces a default stride
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["fps=0", "fps=x", "frame_stride=0", "track=maybe", "tracker=sort", "fps=2;frame_stride=3"],
+)
+def test_bad_video_options_are_refused(header: str) -> None:
+    with pytest.raises(InvalidAttributes):
+        parse_custom_attributes(header, DEFAULTS)

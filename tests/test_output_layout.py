@@ -15,6 +15,10 @@ from batch.output_layout import annotated_key, keypoints_key
         # JPEG bytes never wear another format's extension, and x.png never lands on x.jpg's name
         ("x.png", "keypoints/x.png.json", "annotated/x.png.jpg"),
         ("b/scan.tiff", "keypoints/b/scan.tiff.json", "annotated/b/scan.tiff.jpg"),
+        # videos: JSON Lines, and an H.264 MP4 under an .mp4 name (clip.mov -> clip.mov.mp4)
+        ("clip.mp4", "keypoints/clip.mp4.jsonl", "annotated/clip.mp4"),
+        ("a/clip.mov", "keypoints/a/clip.mov.jsonl", "annotated/a/clip.mov.mp4"),
+        ("c/CAM.MKV", "keypoints/c/CAM.MKV.jsonl", "annotated/c/CAM.MKV.mp4"),
     ],
 )
 def test_mirrored_keys(rel: str, keypoints: str, annotated: str) -> None:
