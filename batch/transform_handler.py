@@ -42,7 +42,6 @@ from batch.output_layout import is_video
 from batch.s3_uri import S3Uri
 from batch.schema import ErrorDetail, ManifestLineResult
 from batch.settings import Settings
-from batch.video.flows import pose_manifest_video, pose_video_request
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +91,8 @@ class InvocationHandler:
 
     async def handle_video(self, video: Path, options: InferenceOptions) -> Reply:
         """A video body, spooled to `video` (the app decides by content type or by sniffing the body)."""
+        from batch.video.flows import pose_video_request  # PyAV loads with the first video, not for images
+
         body, content_type = await pose_video_request(self.engine, self.store, video, options, video.parent)
         return Reply(body, content_type)
 
@@ -119,6 +120,8 @@ class InvocationHandler:
             line = ManifestLine.parse(text)
             reference = str(line.image)
             if is_video(line.image.key):
+                from batch.video.flows import pose_manifest_video  # PyAV loads with the first video
+
                 return await pose_manifest_video(self.engine, self.store, line, options)
             for output in (line.keypoints, line.annotated):
                 if output is not None:

@@ -24,9 +24,11 @@ Each set gets a fresh server, so its mean batch (bounded batcher stats, /metrics
 `--backends auto,openvino:POSE_OPENVINO_PRECISION=f32,auto:POSE_ANNOTATED_MAX_SIDE=1920`.
 Cost: images/s and dollars per million images on `--instance-type` (pricing.py; approximate prices).
 A soak of `--soak` requests (coco set) checks that the server's memory stays flat.
+The video row (`--video-frames`, video.py): frames/s of the video pipeline writing the annotated MP4 against
+naive `YOLO.track(clip)` on the same 720p clip, peak RSS of each, and the trackers compared.
 
 Usage: .venv/bin/python benchmarks/throughput.py --model ../shared/models/yolo11n-pose.pt [--json out.json]
-Quick: ... --sets coco,phones --count 96 --soak 0
+Quick: ... --sets coco,phones --count 96 --soak 0 --video-frames 90
 """
 
 from __future__ import annotations
@@ -112,6 +114,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--soak", type=int, default=2000, help="requests in the memory soak, coco set (0: skip)")
     parser.add_argument("--instance-type", help="for the cost figures (default: ml.c7i.xlarge on CPU, ml.g5.xlarge)")
     parser.add_argument("--price-per-hour", type=float, help="USD per hour, instead of the built-in table")
+    parser.add_argument("--video-frames", type=int, default=1000, help="frames of the 720p video row (0: skip it)")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
     args.sets = [s.strip() for s in args.sets.split(",") if s.strip()]
@@ -187,6 +190,10 @@ def main(argv: list[str] | None = None) -> int:
         },
         "sets": sets,
     }
+    if args.video_frames > 0:
+        from benchmarks.video import video_row
+
+        report["video"] = video_row(args.model, args.video_frames)
     print_report(report)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -384,6 +391,10 @@ def print_report(report: dict[str, Any]) -> None:
                 soak = measured["soak"]
                 print(f"soak: {soak['requests']} requests, RSS {soak['rss_before_mb']} -> {soak['rss_after_mb']} MB "
                       f"(growth {soak['rss_growth_mb']} MB)")  # fmt: skip
+    if "video" in report:
+        from benchmarks.video import print_row
+
+        print_row(report["video"])
 
 
 if __name__ == "__main__":
