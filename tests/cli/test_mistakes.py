@@ -18,7 +18,7 @@ USAGE = 2
 MISTAKES = [
     ("predict-missing-model", ["predict", "{images}", "--model", "/nope/model.pt"], USAGE, "does not exist"),
     ("predict-detect-model", ["predict", "{images}", "--model", "{det}"], USAGE, "is a detect model, not a pose model"),
-    ("predict-empty-folder", ["predict", "{empty}"], USAGE, "no images found in"),
+    ("predict-empty-folder", ["predict", "{empty}"], USAGE, "no images or videos found in"),
     ("predict-no-such-path", ["predict", "{tmp}/nope.jpg"], USAGE, "no such file or folder"),
     ("predict-no-arguments", ["predict"], USAGE, "the following arguments are required"),
     ("submit-not-s3", ["submit", "bucket/x/"], USAGE, "not an S3 URI"),

@@ -29,7 +29,7 @@ def test_predict_keeps_relative_paths_and_reports_skipped_files(
                       cwd=tmp_path, env=environment(tmp_path))  # fmt: skip
 
     assert done.returncode == 0, done.stderr
-    assert "notes.txt: skipped (not an image file)" in done.stdout
+    assert "notes.txt: skipped (not an image or video file)" in done.stdout
     assert "3 posed, 0 failed, 1 skipped" in done.stdout
     records = {p.relative_to(out / "keypoints").as_posix(): json.loads(p.read_text()) for p in out.rglob("*.json")}
     assert sorted(records) == ["a/x.jpg.json", "a/x.png.json", "b/x.jpg.json"]
