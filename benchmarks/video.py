@@ -6,9 +6,11 @@
   service  PoseBatch's video pipeline (batch/video) through the engine's batcher, as `predict` runs it:
            decode -> batches -> tracker -> JSON Lines, and the annotated H.264 MP4 written
 
-and the trackers compared on the same detections: ByteTrack, BoT-SORT with and without its camera-motion
-compensation (GMC): milliseconds per frame (the tracker alone, replaying the service's detections) and,
-against the clip's known boxes, identity switches and persons left untracked.
+and, for reference, the same frames through the images path (each a JPEG, posed and annotated as an image:
+the workaround before videos were taken); then the trackers compared on the same detections: ByteTrack,
+BoT-SORT with and without its camera-motion compensation (GMC): milliseconds per frame (the tracker alone,
+replaying the service's detections) and, against the clip's known boxes, identity switches and persons
+left untracked.
 
 The clip is made at run time (never committed; cached in the ignored `.posebatch/bench-video/`): a COCO-val-mini
 photo of a crowd, upscaled, filmed by a panning camera (a crop window moving over it), with a person cut
@@ -27,6 +29,7 @@ import math
 import os
 import resource
 import sys
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -151,13 +154,24 @@ def service(model: str, clip: str, environment: dict[str, str], keep: str | None
     before_batches, before_frames = engine.batch_stats.batches, engine.batch_stats.images  # the warm-up's
     loaded_rss = _rss_mb()  # the model loaded and warmed up: what the video adds is measured from here
 
+    samples: list[float] = []  # RSS every 0.2 s while the video runs: flat memory shows as no growth
+
+    def sample(stop: threading.Event) -> None:
+        while not stop.wait(0.2):
+            samples.append(_rss_mb())
+
     async def run(out: Path) -> tuple[Any, float]:
+        stop = threading.Event()
+        sampler = threading.Thread(target=sample, args=(stop,), daemon=True)
+        sampler.start()
         started = time.perf_counter()
         header = await pose_video_files(
             engine, Path(clip), engine.default_options, source=Path(clip).name,
             keypoints=Path(keep or out / "clip.jsonl"), annotated=out / "clip.mp4",
         )  # fmt: skip
         seconds = time.perf_counter() - started
+        stop.set()
+        sampler.join()
         await engine.close()
         return header, seconds
 
@@ -172,11 +186,52 @@ def service(model: str, clip: str, environment: dict[str, str], keep: str | None
         "frames_per_second": round(header.frames_posed / seconds, 2),
         "peak_rss_mb": round(_peak_rss_mb(), 1),
         "rss_before_video_mb": round(loaded_rss, 1),
+        # after the first tenth of the video (kernels for its shapes compiled, queues full) and at the end
+        "rss_after_first_tenth_mb": round(samples[len(samples) // 10], 1) if samples else None,
+        "rss_at_end_mb": round(samples[-1], 1) if samples else None,
         "mean_batch": round((stats.images - before_frames) / batches, 2) if batches else 0.0,
         "backend": f"{engine.backend.name} {engine.backend.precision}",
         "tracker": _tracker_label(header.tracking.tracker, header.tracking.gmc),
         "annotated_mp4_mb": round(mp4_mb, 2),
     }  # fmt: skip
+
+
+def images_path(model: str, clip: str, frames: int) -> dict[str, Any]:
+    """The same frames through the images path (what extracting frames as JPEGs gave before): each frame a
+    JPEG (quality 95, encoded before timing), posed with its annotated JPEG, as many at once as predict does."""
+    import asyncio
+
+    import av
+    import cv2
+
+    from batch.inference.engine import PoseEngine
+    from batch.settings import Settings
+
+    engine = PoseEngine.load(Settings.from_env({**os.environ, "POSE_MODEL": model}))
+    jpegs = []
+    with av.open(clip) as container:
+        for frame in container.decode(video=0):
+            jpegs.append(
+                cv2.imencode(".jpg", frame.to_ndarray(format="bgr24"), [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+            )
+            if len(jpegs) == frames:
+                break
+
+    async def run() -> float:
+        limit = asyncio.Semaphore(2 * engine.max_batch_size)
+
+        async def one(data: bytes) -> None:
+            async with limit:
+                await engine.predict(data, annotate=True)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(j) for j in jpegs))
+        seconds = time.perf_counter() - started
+        await engine.close()
+        return seconds
+
+    seconds = asyncio.run(run())
+    return {"frames": len(jpegs), "seconds": round(seconds, 2), "frames_per_second": round(len(jpegs) / seconds, 2)}
 
 
 def _tracker_label(name: str | None, gmc: bool | None) -> str:
@@ -274,12 +329,16 @@ def video_row(model: str, frames: int, *, trackers: bool = True, cache: Path = C
     naive = _in_fresh_process(naive_track, model, str(clip.path), frames)
     print("[video] service: the video pipeline, writing the annotated MP4 ...", flush=True)
     ours = _in_fresh_process(service, model, str(clip.path), {})
+    print("[video] the same frames through the images path (JPEGs, annotated) ...", flush=True)
+    as_images = _in_fresh_process(images_path, model, str(clip.path), min(frames, 300))
     mb = round(clip.path.stat().st_size / 2**20, 2)
     row: dict[str, Any] = {
         "clip": {"frames": frames, "width": WIDTH, "height": HEIGHT, "fps": FPS, "mb": mb},
         "naive": naive,
         "service": ours,
+        "images_path": as_images,
         "service/naive": round(ours["frames_per_second"] / naive["frames_per_second"], 2),
+        "service/images_path": round(ours["frames_per_second"] / as_images["frames_per_second"], 2),
     }  # fmt: skip
     if trackers:
         print("[video] trackers on the same detections ...", flush=True)
@@ -294,10 +353,14 @@ def print_row(row: dict[str, Any]) -> None:
     print(f"\n[video] {clip['frames']} frames, {clip['width']}x{clip['height']} at {clip['fps']} fps ({clip['mb']} MB)")
     print(f"{'':34} {'frames/s':>9} {'peak RSS MB':>12}")
     print(f"{'(a) naive YOLO.track(clip)':34} {naive['frames_per_second']:>9.2f} {naive['peak_rss_mb']:>12.1f}")
-    print(f"{'service + annotated MP4':34} {ours['frames_per_second']:>9.2f} {ours['peak_rss_mb']:>12.1f}  "
-          f"({ours['backend']}, {ours['tracker']}, mean batch {ours['mean_batch']}; RSS with the model loaded, "
-          f"before the video: {ours['rss_before_video_mb']} MB)")  # fmt: skip
-    print(f"service/naive = {row['service/naive']}")
+    print(
+        f"{'service + annotated MP4':34} {ours['frames_per_second']:>9.2f} {ours['peak_rss_mb']:>12.1f}  "
+        f"({ours['backend']}, {ours['tracker']}, mean batch {ours['mean_batch']})"
+    )
+    print(f"service RSS: {ours['rss_before_video_mb']} MB loaded, {ours['rss_after_first_tenth_mb']} MB after the "
+          f"first tenth of the video, {ours['rss_at_end_mb']} MB at its end")  # fmt: skip
+    print(f"{'images path (frames as JPEGs)':34} {row['images_path']['frames_per_second']:>9.2f}")
+    print(f"service/naive = {row['service/naive']}, service/images path = {row['service/images_path']}")
     for label, measured in row.get("trackers", {}).items():
         print(f"tracker {label:16} {measured['ms_per_frame']:>6.2f} ms/frame  id switches "
               f"{measured['id_switches']:>3}  untracked {measured['untracked_share']}  "
