@@ -5,6 +5,7 @@ outputs at the interface's paths, and identical frame records for the same file;
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from batch.async_client import AsyncPoseClient, Outcome
 from batch.commands.transform import execute
 from batch.polling import poll
 from batch.report import ReportOutcome, build_report
@@ -43,6 +45,7 @@ class Flows:
     stdout: str
     images_mode: JobPlan
     s3_report: ReportOutcome
+    submitted: list[Outcome]
 
 
 def clips(folder: Path) -> dict[str, bytes]:
@@ -64,10 +67,10 @@ def run_predict(inputs: dict[str, bytes], tmp: Path) -> tuple[dict[str, bytes], 
     return files, done.stdout
 
 
-def run_async(stack: TransformStack, inputs: dict[str, bytes]) -> dict[str, bytes]:
+def run_async(stack: TransformStack, inputs: dict[str, bytes]) -> tuple[dict[str, bytes], list[Outcome]]:
     from batch.local.sagemaker.async_deployment import deploy_local_endpoint
 
-    deploy_local_endpoint(
+    deployment = deploy_local_endpoint(
         stack.stack,
         model_data_url=stack.model_data,
         input_prefix=ASYNC_IN,
@@ -84,7 +87,13 @@ def run_async(stack: TransformStack, inputs: dict[str, bytes]) -> dict[str, byte
         found = objects(s3, BUCKET, ASYNC_OUT)
         return found if wanted <= found.keys() else None
 
-    return poll(arrived, timeout_s=240, interval_s=0.5, on_timeout=lambda: "async video outputs did not arrive")
+    outputs = poll(arrived, timeout_s=240, interval_s=0.5, on_timeout=lambda: "async video outputs did not arrive")
+    # `submit`'s client on a video and a bad one: its outcome is the header line (read alone) or the error record
+    client = AsyncPoseClient(deployment.endpoint_name, clients=stack.stack.client)
+    uris = [f"s3://{BUCKET}/{ASYNC_IN}{rel}" for rel in ("phone.mov", "bad/broken.mp4")]
+    root = f"s3://{BUCKET}/{ASYNC_IN}"  # the same keys as the S3 events gave: the outputs are replaced, not added
+    submitted = [o for uri in uris for o in asyncio.run(client.run(uri, wait=True, timeout_s=180, input_root=root))]
+    return outputs, submitted
 
 
 def run_manifest(stack: TransformStack, inputs: dict[str, bytes]) -> tuple[dict[str, bytes], dict[str, Any]]:
@@ -126,9 +135,9 @@ def flows(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flows]:
             manifest = pool.submit(run_manifest, stack, inputs)
             asynchronous = pool.submit(run_async, stack, inputs)
             (files, stdout), (outputs, summary) = predicted.result(), manifest.result()
-            async_outputs = asynchronous.result()
+            async_outputs, submitted = asynchronous.result()
         report = build_report(f"s3://{BUCKET}/{ASYNC_OUT}", s3=stack.stack.client("s3"))
-        yield Flows(inputs, files, async_outputs, outputs, summary, stdout, images_plan(stack), report)
+        yield Flows(inputs, files, async_outputs, outputs, summary, stdout, images_plan(stack), report, submitted)
     finally:
         stack.stack.stop()
 
@@ -196,3 +205,17 @@ def test_the_report_shows_each_video(flows: Flows) -> None:
     assert (videos.videos, videos.failed, videos.frames_posed) == (3, 1, WALK_FRAMES + 4)
     walk = next(e for e in videos.entries if e.rel == "clips/walk.mp4")
     assert len(walk.persons_per_second) == 2 and list(walk.persons_per_second) == [2.0, 2.0]  # 1.6 s, 2 people
+
+
+def test_submit_reports_a_video_by_its_header(flows: Flows) -> None:
+    video, bad = flows.submitted
+    assert video.ok and video.video is not None and video.video.frames_posed == 4
+    assert video.as_dict()["video"] == {
+        "frames_posed": 4,
+        "duration": 0.4,
+        "tracks": 1,
+        "truncated": False,
+        "stopped": None,
+    }
+    assert video.annotated_uri is not None and video.annotated_uri.endswith("annotated/phone.mov.mp4")
+    assert not bad.ok and bad.error is not None and bad.error.code == "invalid_video"
