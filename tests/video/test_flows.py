@@ -9,7 +9,7 @@ import asyncio
 import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +119,11 @@ def images_plan(stack: TransformStack) -> JobPlan:
     s3 = stack.stack.client("s3")
     for key, body in (("mixed/clip.mp4", b"video"), ("mixed/photo.jpg", b"image")):
         s3.put_object(Bucket=BUCKET, Key=key, Body=body)
-    options = LaunchOptions(input=f"s3://{BUCKET}/mixed/", output=f"s3://{BUCKET}/mixed-out/", model_data="s3://m/x")
+    options = LaunchOptions(
+        input=f"s3://{BUCKET}/mixed/", output=f"s3://{BUCKET}/mixed-out/", model_data="s3://m/x", mode="images"
+    )
+    auto = build_plan(s3, replace(options, mode="auto"), "auto-job")[2]
+    assert auto.mode == "manifest" and "videos" in auto.reason  # --mode auto: a video means manifest mode
     return build_plan(s3, options, "images-job")[0]
 
 
