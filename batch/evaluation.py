@@ -11,7 +11,11 @@ crowd annotations ignored), and each of their keypoints labelled in the annotati
     KS_j   = exp(-d^2 / (2 * area * k_j^2)),  k_j = 2 * sigma_j   (COCO's per-keypoint similarity, 0..1)
     mean_ks = mean of KS_j;  pck = share with KS_j >= 0.5;  labelled = how many such keypoints
 with d the distance from the predicted keypoint to the annotated one, area the annotation's segment area and
-sigma_j COCO's per-keypoint constant. A joint the model misses or misplaces has a low mean_ks and pck.
+sigma_j the keypoint's OKS constant. A joint the model misses or misplaces has a low mean_ks and pck.
+
+Sigmas follow Ultralytics' validator: the category's `kpt_oks_sigmas` when it carries them (the training
+evaluation writes the dataset's there; pycocotools ignores the extra field), else COCO's for 17 keypoints,
+else 1/K each. `Evaluation.sigmas` says which were used.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "
 PCK_THRESHOLD = 0.5
 MATCH_OKS = 0.5
 MAX_LISTED = 20
+COCO_SIGMAS = (0.26, 0.25, 0.25, 0.35, 0.35, 0.79, 0.79, 0.72, 0.72, 0.62, 0.62, 1.07, 1.07, 0.87, 0.87, 0.89, 0.89)
 
 
 class EvaluationError(ValueError):
@@ -60,6 +65,7 @@ class Evaluation:
     missing: int  # annotated images with no record at all
     unmatched_examples: list[str] = field(default_factory=list)  # records naming no annotated image
     unmatched: int = 0
+    sigmas: str = "coco"  # which OKS sigmas: "dataset" (the category's kpt_oks_sigmas), "coco" or "uniform"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,6 +84,18 @@ def load_annotations(path: Path) -> Any:
     if not gt.getCatIds() or not any("keypoints" in c for c in gt.loadCats(gt.getCatIds())):
         raise EvaluationError(f"{path} has no keypoint category (COCO person_keypoints format expected)")
     return gt
+
+
+def oks_sigmas(gt: Any) -> tuple[list[float], str]:
+    """The OKS sigmas by Ultralytics' validator rule (module docstring) and which rule gave them."""
+    category = gt.loadCats(gt.getCatIds())[0]
+    count = len(category.get("keypoints") or []) or len(COCO_SIGMAS)
+    given = category.get("kpt_oks_sigmas")
+    if isinstance(given, list) and len(given) == count and all(isinstance(v, int | float) and v > 0 for v in given):
+        return [float(v) for v in given], "dataset"
+    if count == len(COCO_SIGMAS):
+        return [v / 10.0 for v in COCO_SIGMAS], "coco"
+    return [1.0 / count] * count, "uniform"
 
 
 def _detections(gt: Any, source: OutputSource) -> tuple[list[dict[str, Any]], Evaluation]:
@@ -126,7 +144,9 @@ def _persons(raw: bytes, image_id: int, category: int) -> list[dict[str, Any]] |
 
 def evaluate(annotations: Path, source: OutputSource, *, only_matched: bool = False) -> Evaluation:
     gt = load_annotations(annotations)
+    sigmas, rule = oks_sigmas(gt)
     detections, result = _detections(gt, source)
+    result.sigmas = rule
     if not result.matched:
         raise EvaluationError(
             f"no record under {source.location} matches an image of {annotations} by file name "
@@ -138,6 +158,7 @@ def evaluate(annotations: Path, source: OutputSource, *, only_matched: bool = Fa
     with _quiet():
         dt = gt.loadRes(detections)
         evaluator = COCOeval(gt, dt, "keypoints")
+        evaluator.params.kpt_oks_sigmas = np.asarray(sigmas, dtype=float)
         if only_matched:
             evaluator.params.imgIds = sorted({d["image_id"] for d in detections})
         evaluator.evaluate()
@@ -190,7 +211,7 @@ def as_text(result: Evaluation) -> str:
         "  " + "  ".join(f"{name} {stats.get(name, 0.0):.3f}" for name in STAT_NAMES[:6]),
         f"  images annotated {result.annotated_images}, records {result.records}, matched {result.matched}, "
         f"error records {result.error_records}, without a record {result.missing}, unmatched records "
-        f"{result.unmatched}, detections {result.detections}",
+        f"{result.unmatched}, detections {result.detections}; OKS sigmas: {result.sigmas}",
     ]
     if result.unmatched_examples:
         lines.append("  records naming no annotated image, e.g.: " + ", ".join(result.unmatched_examples[:5]))
