@@ -298,3 +298,38 @@ def _aliases(alias: object) -> list[str]:
     if isinstance(alias, AliasChoices):
         return [a for a in alias.choices if isinstance(a, str)]
     return []
+
+
+class JobSettings(BaseSettings):
+    """The container's settings when it runs as a training or processing job (`train`, `evaluate`)."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    ml_root: Path = Field(
+        Path("/opt/ml"),
+        validation_alias="POSE_ML_ROOT",
+        description="Where SageMaker's /opt/ml layout is; the local stand-in, which has no container "
+        "filesystem, points it at the job's folder (paths under /opt/ml are re-rooted there).",
+    )
+    training_job_name: str | None = Field(
+        None, validation_alias="TRAINING_JOB_NAME", description="Set by SageMaker in training containers."
+    )
+    shm_path: Path = Field(
+        Path("/dev/shm"),
+        validation_alias="POSE_SHM_PATH",
+        description="The shared memory DataLoader workers pass batches through; its size bounds the workers.",
+    )
+
+    def ml_path(self, path: str | Path) -> Path:
+        """A path SageMaker names under /opt/ml (a processing job's LocalPath), under `ml_root`."""
+        given = Path(path)
+        try:
+            return self.ml_root / given.relative_to("/opt/ml")
+        except ValueError:
+            return given
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> JobSettings:
+        source = dict(os.environ if environ is None else environ)
+        known = frozenset(alias for field in cls.model_fields.values() for alias in _aliases(field.validation_alias))
+        return cls.model_validate({k: v for k, v in source.items() if k in known})

@@ -1,5 +1,6 @@
-"""The serving install (what the Dockerfile installs: `pip install -c requirements/lock.txt .`, no
-extras) is enough to run `container/serve`: it answers /ping and one invocation.
+"""The serving install (`pip install -c requirements/lock.txt .`, no extras; the image adds only the
+`train` extra, for its training and evaluation steps) is enough to run `container/serve`: it answers /ping
+and one invocation.
 
 Cheaply, without a second environment: the server runs from this venv, but a `sitecustomize` import
 hook refuses every module whose distributions are not in the base dependency closure of
