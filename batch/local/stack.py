@@ -27,6 +27,8 @@ from batch.local.state import state_path, write_state
 
 if TYPE_CHECKING:
     from batch.local.sagemaker.async_endpoint_service import AsyncEndpoints
+    from batch.local.sagemaker.processing_job_service import ProcessingJobService
+    from batch.local.sagemaker.training_job_service import TrainingJobService
     from batch.local.sagemaker.transform_job_service import TransformJobService
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,8 @@ class EmbeddedStack:
         # The stand-in's services, held by the stack they serve (set by `start`).
         self.transform_jobs: TransformJobService | None = None
         self.async_endpoints: AsyncEndpoints | None = None
+        self.training_jobs: TrainingJobService | None = None
+        self.processing_jobs: ProcessingJobService | None = None
 
     @property
     def environment(self) -> dict[str, str]:
@@ -74,7 +78,12 @@ class EmbeddedStack:
 
     def start(self) -> EmbeddedStack:
         # Feature modules import the stack; import them here to keep the dependency one-way.
-        from batch.local.sagemaker import async_endpoint_service, transform_job_service
+        from batch.local.sagemaker import (
+            async_endpoint_service,
+            processing_job_service,
+            training_job_service,
+            transform_job_service,
+        )
 
         self.home.mkdir(parents=True, exist_ok=True)
         self.moto.start()
@@ -82,6 +91,8 @@ class EmbeddedStack:
         self.client("s3").create_bucket(Bucket=self.bucket)
         self.transform_jobs = transform_job_service.install(self)
         self.async_endpoints = async_endpoint_service.install(self)
+        self.training_jobs = training_job_service.install(self)
+        self.processing_jobs = processing_job_service.install(self)
         self.state_file.unlink(missing_ok=True)  # a stale one from a stack that was killed
         write_state(self.home, environment=self.environment, bucket=self.bucket, pid=os.getpid())
         return self
