@@ -35,6 +35,7 @@ _COMMAND_MODULES = (
     "image",
     "report",
     "eval",
+    "train",
 )
 # Commands whose INFO logs are what the user came for (a server's access log).
 _INFO_LOGGING = {"serve"}
