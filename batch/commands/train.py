@@ -67,13 +67,15 @@ def run(args: argparse.Namespace) -> int:
     from batch.datasets.problems import DatasetError
     from batch.training import launch
 
-    clients = _clients(args)
-    s3, sagemaker = clients("s3"), clients("sagemaker")
-    try:
+    try:  # what can be checked without AWS first: a mistake costs nothing
         hyperparameters = launch.merged_hyperparameters(
             {"epochs": args.epochs, "imgsz": args.imgsz, "batch": args.batch}, args.hyperparameter
         )
-        summary = launch.check_dataset(args.data, s3)
+        local_data = not args.data.startswith("s3://")
+        summary = launch.check_dataset(args.data, None) if local_data else ""
+        clients = _clients(args)
+        s3, sagemaker = clients("s3"), clients("sagemaker")
+        summary = summary or launch.check_dataset(args.data, s3)
         model = _base_model(args)
         output_path, copy_to = _output(args)
         request = launch.TrainRequest(

@@ -18,6 +18,7 @@ class DatasetFiles(Protocol):
     location: str  # for messages: the folder or the s3:// prefix
 
     def names(self) -> list[str]: ...
+    def is_dir(self, rel: str) -> bool: ...
     def read_bytes(self, rel: str) -> bytes: ...
     def read_many(self, rels: Iterable[str]) -> Iterator[tuple[str, bytes]]: ...
 
@@ -29,6 +30,9 @@ class LocalFiles:
 
     def names(self) -> list[str]:
         return sorted(p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if p.is_file())
+
+    def is_dir(self, rel: str) -> bool:
+        return (self.root / rel).is_dir()
 
     def read_bytes(self, rel: str) -> bytes:
         return (self.root / rel).read_bytes()
@@ -49,6 +53,11 @@ class S3Files:
         if self._names is None:
             self._names = list_keys(self.s3, self.prefix)
         return self._names
+
+    def is_dir(self, rel: str) -> bool:
+        """S3 has no folders: a prefix under which something exists."""
+        prefix = rel.rstrip("/") + "/" if rel else ""
+        return any(name.startswith(prefix) for name in self.names())
 
     def read_bytes(self, rel: str) -> bytes:
         body: bytes = self.s3.get_object(Bucket=self.prefix.bucket, Key=self.prefix.prefix + rel)["Body"].read()

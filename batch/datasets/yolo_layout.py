@@ -67,7 +67,7 @@ def check(files: DatasetFiles, yaml_file: str) -> KeypointDataset:
     skeleton = _skeleton(parsed, count, problems)
     names = files.names()
     split_images = {split: _split_images(parsed, split, set(names), files, problems) for split in SPLITS}
-    if problems or kpt_shape is None or class_names is None:
+    if kpt_shape is None or class_names is None or any(not images for images in split_images.values()):
         raise DatasetError(files.location, problems)
     splits = _check_labels(files, parsed, set(names), split_images, kpt_shape, len(class_names), problems)
     if problems:
@@ -216,9 +216,10 @@ def _split_images(
         problems.append(Problem(parsed.file, None, f"no `{split}:` split (a folder of images or a .txt list)"))
         return []
     images: list[str] = []
+    before = len(problems)
     for entry in value if isinstance(value, list) else [value]:
         images.extend(_entry_images(parsed, split, str(entry), names, files, problems))
-    if not images and not any(p.file == parsed.file and p.line == parsed.line(split) for p in problems):
+    if not images and len(problems) == before:  # e.g. an empty .txt list
         problems.append(parsed.problem(split, f"the {split} split ({value}) holds no images: an empty split"))
     return images
 
@@ -238,8 +239,9 @@ def _entry_images(
         return _listed_images(rel, names, files, problems)
     prefix = rel.rstrip("/") + "/" if rel else ""
     found = [n for n in sorted(names) if n.startswith(prefix) and _is_image(n)]
-    if not found and not any(n.startswith(prefix) for n in names):
-        problems.append(parsed.problem(split, f"{split}: {entry} does not exist in the dataset folder"))
+    if not found:
+        problem = "holds no images: an empty split" if files.is_dir(rel) else "does not exist in the dataset folder"
+        problems.append(parsed.problem(split, f"{split}: {entry} {problem}"))
     return found
 
 

@@ -145,11 +145,15 @@ class JobProcess:
 
     def _read(self) -> None:
         assert self._process is not None and self._process.stdout is not None
-        with self.log_path.open("a") as log:
-            for line in self._process.stdout:
+        with self.log_path.open("a") as log, self._process.stdout as output:
+            for line in output:
                 log.write(line)
                 log.flush()
                 self._on_line(line.rstrip("\n"))
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
 
     def wait(self, deadline: float | None, stop: threading.Event) -> int | None:
         """The exit code; None when `stop` was set or the deadline passed first (the caller stops it)."""

@@ -46,6 +46,7 @@ class TrainingJob:
     stop: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
     thread: threading.Thread | None = None
+    pid: int | None = None  # the container's main process while it runs (its process group's id too)
 
     def __post_init__(self) -> None:
         self.transitions.append({"Status": "Starting", "StartTime": self.creation_time, "StatusMessage": "Starting"})

@@ -143,6 +143,7 @@ class TrainingJobService:
         process = ml_process.JobProcess(
             command, environment=environment, log_path=workdir / "container.log", on_line=catcher.feed
         ).start()
+        job.pid = process.pid
         limit = (request.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds") or DEFAULT_MAX_RUNTIME_S
         code = process.wait(time.monotonic() + float(limit), job.stop)
         overran = code is None and not job.stop.is_set()
