@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from batch.datasets.files import LocalFiles
 from batch.datasets.keypoint_set import KeypointDataset
 from batch.datasets.yolo_layout import label_path, split_images
@@ -33,9 +35,10 @@ class GroundTruth:
         return path
 
 
-def ground_truth(root: Path, yaml_file: Path, dataset: KeypointDataset, split: str = "val") -> GroundTruth:
-    """`root`/`yaml_file`: the prepared dataset (`batch.datasets.check.prepare`)."""
+def ground_truth(data_yaml: Path, dataset: KeypointDataset, split: str = "val") -> GroundTruth:
+    """`data_yaml`: what `batch.datasets.check.prepare` returned (its `path` is the dataset's root)."""
     category = _category(dataset)
+    root = Path(yaml.safe_load(data_yaml.read_text())["path"])
     kept = root / "annotations" / f"{split}.json"
     if dataset.layout == "coco" and kept.is_file():
         coco = json.loads(kept.read_text())
@@ -44,8 +47,7 @@ def ground_truth(root: Path, yaml_file: Path, dataset: KeypointDataset, split: s
         coco["categories"] = [{"id": 1, "name": "+".join(dataset.class_names), **category}]
         coco["annotations"] = [{**a, "category_id": 1} for a in coco["annotations"]]
         return GroundTruth(coco, {str(i["file_name"]): folder / str(i["file_name"]) for i in coco["images"]})
-    files = LocalFiles(root)
-    images = split_images(files, yaml_file.relative_to(root).as_posix())[split]
+    images = split_images(LocalFiles(root), dataset.description_file)[split]
     coco_images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
     for image_id, rel in enumerate(images, start=1):

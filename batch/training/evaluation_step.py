@@ -103,7 +103,7 @@ def evaluate(
 
     work = output.parent / f".{output.name}-work"
     data_yaml, described = prepare(dataset, work / "dataset")
-    truth = ground_truth(data_yaml.parent, data_yaml, described, split)
+    truth = ground_truth(data_yaml, described, split)
     truth_path = truth.write(output / GROUND_TRUTH_FILE)
     checkpoint = _checkpoint(model, work / "model")
     if checkpoint is None:
