@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from batch.datasets.files import DatasetFiles
+from batch.datasets.files import DatasetFiles, LocalFiles
 from batch.datasets.keypoint_set import KeypointDataset, SplitSummary
 from batch.datasets.problems import DatasetError, Problem
 
@@ -241,8 +241,6 @@ def convert(root: Path, json_files: list[str], out: Path) -> Path:
     """The folder converted to the YOLO pose layout under `out` (labels by Ultralytics' `convert_coco`,
     images linked, each split's COCO JSON kept under annotations/ for the evaluation); returns data.yaml."""
     from ultralytics.data.converter import convert_coco
-
-    from batch.datasets.files import LocalFiles
 
     files = LocalFiles(root)
     dataset = check(files, json_files)

@@ -23,6 +23,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from batch.settings import JobSettings
 from batch.training import failure, finetune, hyperparameters, model_output, resources
 from batch.training.environment import TrainingEnvironment
 from batch.training.trainer import TrainPlan, train
@@ -43,10 +44,11 @@ class Stopped(Exception):
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    environment = TrainingEnvironment.load()
+    settings = JobSettings.from_env()
+    environment = TrainingEnvironment.load(settings)
     signal.signal(signal.SIGTERM, _stop)
     try:
-        run(environment)
+        run(environment, settings)
     except Stopped:
         log.warning("stopped: the checkpoints of the finished epochs are in %s", environment.checkpoint_dir)
         return EXIT_STOPPED
@@ -61,7 +63,7 @@ def _stop(signum: int, frame: FrameType | None) -> None:
     raise Stopped()
 
 
-def run(environment: TrainingEnvironment) -> Path:
+def run(environment: TrainingEnvironment, settings: JobSettings | None = None) -> Path:
     if len(environment.hosts) > 1:
         raise failure.TrainingRefused(
             f"InstanceCount {len(environment.hosts)}: PoseBatch trains on one instance and uses all of its GPUs "
@@ -79,7 +81,8 @@ def run(environment: TrainingEnvironment) -> Path:
         {**CONTAINER_DEFAULTS, **user}, train_images=dataset.splits["train"].images
     )
     arguments.setdefault("device", devices.device)
-    arguments["workers"] = _workers(arguments, environment, devices)
+    shm = resources.shared_memory_bytes((settings or JobSettings.from_env()).shm_path)
+    arguments["workers"] = _workers(arguments, shm, devices)
     log.info("fine-tuning defaults applied: %s", applied or "none (all set by hyperparameters)")
     plan = TrainPlan(
         data_yaml=data_yaml,
@@ -123,13 +126,10 @@ def base_checkpoint(channel: Path, scratch: Path) -> Path:
     return checkpoints[0]
 
 
-def _workers(arguments: dict[str, Any], environment: TrainingEnvironment, devices: resources.Devices) -> int:
-    from batch.settings import JobSettings
-
+def _workers(arguments: dict[str, Any], shm: int | None, devices: resources.Devices) -> int:
     requested = int(arguments.get("workers", hyperparameters.known_arguments()["workers"]))
     if not devices.count:
         return requested  # Ultralytics loads in the main process on the CPU anyway
-    shm = resources.shared_memory_bytes(JobSettings.from_env().shm_path)
     batch = arguments.get("batch", 16)
     fitted = resources.fitting_workers(
         requested,

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import os
 import signal
@@ -74,16 +73,17 @@ def test_a_coco_folder_fine_tunes_and_keeps_its_ap(
     home = str(stack.home)
     code, job, err = run_cli(
         capsys, "train", "--local", "--home", home, "--data", str(data), "--model", str(MODEL_PATH),
-        "--epochs", "1", "--imgsz", "320", "--wait", "--poll-seconds", "0.5",
+        "--epochs", "1", "--imgsz", "320", "--wait", "--poll-seconds", "0.5", "--output", str(tmp_path / "model"),
     )  # fmt: skip
     assert code == 0, err
     assert job["status"] == "Completed" and "failure_reason" not in job
     name = job["training_job"]
-    assert job["model_data"] == f"s3://{stack.bucket}/training/{name}/output/model.tar.gz"
+    assert job["model_data"] == str(tmp_path / "model" / "model.tar.gz")  # --output DIR: copied there
     assert {"pose_map50_95", "pose_map50", "train_pose_loss", "images_per_s"} <= set(job["metrics"])
     s3, sagemaker = stack.client("s3"), stack.client("sagemaker")
-    uri = S3Uri.parse(job["model_data"])
-    with tarfile.open(fileobj=io.BytesIO(s3.get_object(Bucket=uri.bucket, Key=uri.key)["Body"].read())) as tar:
+    model_data = sagemaker.describe_training_job(TrainingJobName=name)["ModelArtifacts"]["S3ModelArtifacts"]
+    assert model_data == f"s3://{stack.bucket}/training/{name}/output/model.tar.gz"
+    with tarfile.open(job["model_data"]) as tar:
         assert sorted(tar.getnames()) == sorted([f"{name}.pt", "keypoints.yaml"])
     assert "last.pt" in objects(s3, stack.bucket, f"training/{name}/checkpoints/")
 
@@ -110,7 +110,7 @@ def test_a_coco_folder_fine_tunes_and_keeps_its_ap(
                 },
             }
             for role, source in (
-                ("model", job["model_data"]),
+                ("model", model_data),
                 ("dataset", channels["dataset"]),
                 ("baseline", channels["model"]),
             )
@@ -154,6 +154,7 @@ def test_a_custom_keypoint_set_stops_resumes_and_serves_its_names(
               "--epochs", "3", "--imgsz", "64", "--batch", "4", "--poll-seconds", "0.5"]  # fmt: skip
     code, first, err = run_cli(capsys, "train", *common, "--job-name", "stars-1")
     assert code == 0 and first["status"] == "InProgress", err
+    assert first["model_data"] == f"s3://{stack.bucket}/training/stars-1/output/model.tar.gz"  # --local, no --output
     jobs = training_service(stack)
     local_checkpoint = stack.home / "training-jobs" / "stars-1" / "ml" / "checkpoints" / "last.pt"
     poll(lambda: local_checkpoint.is_file() or None, timeout_s=240, interval_s=0.1, on_timeout=lambda: "no checkpoint")
@@ -194,7 +195,27 @@ def test_a_custom_keypoint_set_stops_resumes_and_serves_its_names(
     assert [list(edge) for edge in result.skeleton] == SKELETON
 
 
+def test_a_failed_job_is_exit_1_with_its_reason(
+    stack: EmbeddedStack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = five_keypoint_dataset(tmp_path / "stars", train=2, val=1, size=64)
+    code, job, err = run_cli(
+        capsys, "train", "--local", "--home", str(stack.home), "--data", str(data), "--model",
+        f"s3://{stack.bucket}/no/such/model.pt", "--epochs", "1", "--wait", "--poll-seconds", "0.5",
+    )  # fmt: skip
+    assert code == 1, err
+    assert job["status"] == "Failed"
+    assert job["failure_reason"].startswith("AlgorithmError: the `model` input channel is missing or empty")
+
+
 def test_more_than_one_instance_is_refused_by_the_container(stack: EmbeddedStack) -> None:
+    # As on AWS: an EventBridge rule on the training job's state changes (to SQS: moto's targets).
+    sqs, events = stack.client("sqs"), stack.client("events")
+    queue = sqs.create_queue(QueueName="training-events")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    pattern = {"source": ["aws.sagemaker"], "detail-type": ["SageMaker Training Job State Change"]}
+    events.put_rule(Name="training-state", EventPattern=json.dumps(pattern), State="ENABLED")
+    events.put_targets(Rule="training-state", Targets=[{"Id": "queue", "Arn": queue_arn}])
     sagemaker = stack.client("sagemaker")
     sagemaker.create_training_job(
         TrainingJobName="two-instances",
@@ -209,3 +230,15 @@ def test_more_than_one_instance_is_refused_by_the_container(stack: EmbeddedStack
     assert ended["FailureReason"].startswith("AlgorithmError: InstanceCount 2: PoseBatch trains on one instance")
     listed = sagemaker.list_training_jobs(StatusEquals="Failed")["TrainingJobSummaries"]
     assert "two-instances" in {summary["TrainingJobName"] for summary in listed}
+
+    def received() -> list[str] | None:
+        messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+        seen.extend(json.loads(m["Body"])["detail"] for m in messages)
+        mine = [d["TrainingJobStatus"] for d in seen if d["TrainingJobName"] == "two-instances"]
+        return mine if "Failed" in mine else None
+
+    seen: list[dict[str, Any]] = []
+    assert poll(received, timeout_s=30, interval_s=0.2, on_timeout=lambda: f"no end event: {seen}") == [
+        "InProgress",
+        "Failed",
+    ]

@@ -157,6 +157,8 @@ def _validate(request: dict[str, Any]) -> None:
         source = item.get("S3Input") or {}
         if not item.get("InputName") or not source.get("S3Uri") or not source.get("LocalPath"):
             raise validation_error("each ProcessingInput needs InputName and S3Input.S3Uri and LocalPath")
+        if not str(source["S3Uri"]).startswith("s3://"):
+            raise validation_error(f"S3Uri {source['S3Uri']!r} of input {item['InputName']} is not an s3:// URI")
         if not str(source["LocalPath"]).startswith("/opt/ml/processing"):
             raise validation_error(f"LocalPath {source['LocalPath']!r} must be under /opt/ml/processing")
         if source.get("S3DataType", "S3Prefix") != "S3Prefix" or source.get("S3InputMode", "File") != "File":

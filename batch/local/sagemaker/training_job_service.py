@@ -18,6 +18,7 @@ import logging
 import re
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from batch.local.sagemaker import ml_process
@@ -163,7 +164,7 @@ class TrainingJobService:
         else:
             job.finish("Failed", "Failed", "Training job failed", _failure_reason(root, code))
 
-    def _upload_outputs(self, job: TrainingJob, s3: Any, root: Any, *, keep_model: bool) -> None:
+    def _upload_outputs(self, job: TrainingJob, s3: Any, root: Path, *, keep_model: bool) -> None:
         from batch.s3_uri import S3Uri
 
         output = S3Uri.parse(f"{job.output_path}/{job.name}/output/", allow_empty_key=True)
@@ -184,7 +185,7 @@ class TrainingJobService:
             log.exception("could not put the state-change event of %s", job.name)
 
 
-def _write_config(root: Any, request: dict[str, Any]) -> None:
+def _write_config(root: Path, request: dict[str, Any]) -> None:
     config = root / "input" / "config"
     config.mkdir(parents=True, exist_ok=True)
     hyperparameters = {str(k): str(v) for k, v in (request.get("HyperParameters") or {}).items()}
@@ -212,7 +213,7 @@ def _write_config(root: Any, request: dict[str, Any]) -> None:
         (root / name).mkdir(parents=True, exist_ok=True)
 
 
-def _failure_reason(root: Any, code: int) -> str:
+def _failure_reason(root: Path, code: int) -> str:
     failure = root / "output" / "failure"
     text = failure.read_text(errors="replace").strip() if failure.is_file() else ""
     return f"AlgorithmError: {text or f'the training container exited with code {code} (no /opt/ml/output/failure)'}"
