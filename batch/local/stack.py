@@ -1,5 +1,6 @@
-"""The embedded local stack, wired in one place: moto (S3, SNS, SQS, EventBridge) in server mode on
-loopback, the SageMaker stand-in on its own loopback port, and the Lambda stand-ins (SQS pollers).
+"""The embedded local stack, wired in one place: moto (S3, SNS, SQS, EventBridge, SSM, and the model
+registry's storage) in server mode on loopback, the SageMaker stand-in on its own loopback port (transform
+jobs, endpoints of every kind, the model registry), and the Lambda stand-ins (SQS pollers).
 
 Clients reach it through the standard endpoint variables (`AWS_ENDPOINT_URL`,
 `AWS_ENDPOINT_URL_SAGEMAKER`, `AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME`), given explicitly: to containers
@@ -24,9 +25,11 @@ from batch.local.ports import free_port, wait_http_ok
 from batch.local.sagemaker.api import LocalSageMaker
 from batch.local.sqs_poller import LambdaHandler, SqsLambdaPoller
 from batch.local.state import state_path, write_state
+from batch.orchestration_settings import DEFAULT_MODEL_PACKAGE_GROUP
 
 if TYPE_CHECKING:
-    from batch.local.sagemaker.async_endpoint_service import AsyncEndpoints
+    from batch.local.sagemaker.endpoint_service import Endpoints
+    from batch.local.sagemaker.model_registry_service import ModelRegistry
     from batch.local.sagemaker.processing_job_service import ProcessingJobService
     from batch.local.sagemaker.training_job_service import TrainingJobService
     from batch.local.sagemaker.transform_job_service import TransformJobService
@@ -39,13 +42,19 @@ DEFAULT_HOME = Path(".posebatch")
 
 class EmbeddedStack:
     def __init__(
-        self, home: Path = DEFAULT_HOME, *, bucket: str = DEFAULT_BUCKET, serve_command: list[str] | None = None
+        self,
+        home: Path = DEFAULT_HOME,
+        *,
+        bucket: str = DEFAULT_BUCKET,
+        serve_command: list[str] | None = None,
+        model_package_group: str = DEFAULT_MODEL_PACKAGE_GROUP,
     ) -> None:
         """`serve_command`: what every container of this stack runs, as SageMaker runs a model's image
-        (None: `container/serve serve`)."""
+        (None: `container/serve serve`). `model_package_group`: the stack's group, whose approvals deploy."""
         self.home = home.resolve()
         self.serve_command = serve_command
         self.bucket = bucket
+        self.model_package_group = model_package_group
         self.region = REGION
         self.moto = MotoServer()
         self.sagemaker = LocalSageMaker(region=self.region)
@@ -56,7 +65,8 @@ class EmbeddedStack:
         self._thread: threading.Thread | None = None
         # The stand-in's services, held by the stack they serve (set by `start`).
         self.transform_jobs: TransformJobService | None = None
-        self.async_endpoints: AsyncEndpoints | None = None
+        self.endpoints: Endpoints | None = None
+        self.registry: ModelRegistry | None = None
         self.training_jobs: TrainingJobService | None = None
         self.processing_jobs: ProcessingJobService | None = None
 
@@ -79,7 +89,8 @@ class EmbeddedStack:
     def start(self) -> EmbeddedStack:
         # Feature modules import the stack; import them here to keep the dependency one-way.
         from batch.local.sagemaker import (
-            async_endpoint_service,
+            endpoint_service,
+            model_registry_service,
             processing_job_service,
             training_job_service,
             transform_job_service,
@@ -90,11 +101,18 @@ class EmbeddedStack:
         self._start_sagemaker_api()
         self.client("s3").create_bucket(Bucket=self.bucket)
         self.transform_jobs = transform_job_service.install(self)
-        self.async_endpoints = async_endpoint_service.install(self)
+        self.endpoints = endpoint_service.install(self)
+        self.registry = model_registry_service.install(self, self.model_package_group)
         self.training_jobs = training_job_service.install(self)
         self.processing_jobs = processing_job_service.install(self)
         self.state_file.unlink(missing_ok=True)  # a stale one from a stack that was killed
-        write_state(self.home, environment=self.environment, bucket=self.bucket, pid=os.getpid())
+        write_state(
+            self.home,
+            environment=self.environment,
+            bucket=self.bucket,
+            pid=os.getpid(),
+            registry={"group": self.model_package_group},
+        )
         return self
 
     def add_sqs_lambda(

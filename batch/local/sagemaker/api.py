@@ -6,8 +6,9 @@ for the control plane, REST-JSON under `/endpoints/...` for the runtime), so an 
 `AWS_ENDPOINT_URL_SAGEMAKER`) works unchanged: the launcher and the async client run the same code
 locally and on AWS.
 
-Operations are plain functions registered by feature modules (`transform_job_service`, `async_endpoint_service`);
-this module holds only the dispatch, the shared model registry and the error shape.
+Operations are plain functions registered by feature modules (`transform_job_service`, `endpoint_service`,
+`model_registry_service`); this module holds only the dispatch, the shared model table, the tags of every
+resource and the error shape.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from fastapi.responses import JSONResponse
 log = logging.getLogger(__name__)
 
 Operation = Callable[[dict[str, Any]], dict[str, Any]]
+# A model package ARN -> the container its InferenceSpecification names (Image, ModelDataUrl, Environment).
+PackageResolver = Callable[[str], dict[str, Any]]
 
 
 class SageMakerApiError(Exception):
@@ -61,11 +64,17 @@ class LocalSageMaker:
     operations: dict[str, Operation] = field(default_factory=dict)
     app: FastAPI = field(default_factory=lambda: FastAPI(title="PoseBatch local SageMaker stand-in"))
     shutdown_hooks: list[Callable[[], None]] = field(default_factory=list)
+    tags: dict[str, dict[str, str]] = field(default_factory=dict)  # resource ARN -> {key: value}
+    # Set by the model registry (`model_registry_service`): CreateModel of a `ModelPackageName` container.
+    package_resolver: PackageResolver | None = None
 
     def __post_init__(self) -> None:
         self.register("CreateModel", self._create_model)
         self.register("DescribeModel", self._describe_model)
         self.register("DeleteModel", self._delete_model)
+        self.register("AddTags", self._add_tags)
+        self.register("ListTags", self._list_tags)
+        self.register("DeleteTags", self._delete_tags)
         self.app.add_api_route("/", self._dispatch, methods=["POST"])
 
     def register(self, name: str, operation: Operation) -> None:
@@ -105,8 +114,10 @@ class LocalSageMaker:
     def _create_model(self, request: dict[str, Any]) -> dict[str, Any]:
         name = request.get("ModelName")
         container = request.get("PrimaryContainer") or (request.get("Containers") or [None])[0]
+        if container and container.get("ModelPackageName") and not container.get("Image"):
+            container = self._from_package(container)
         if not name or not container or not container.get("Image"):
-            raise validation_error("ModelName and PrimaryContainer.Image are required")
+            raise validation_error("ModelName and PrimaryContainer.Image (or ModelPackageName) are required")
         with self.lock:
             if name in self.models:
                 raise validation_error(f'Cannot create already existing model "{name}".')
@@ -118,7 +129,42 @@ class LocalSageMaker:
                 "CreationTime": time.time(),
                 "ModelArn": model_arn,
             }
+        self.tag(model_arn, request.get("Tags"))
         return {"ModelArn": model_arn}
+
+    def _from_package(self, container: dict[str, Any]) -> dict[str, Any]:
+        """A container naming a model package gets the package's image and model data, as on SageMaker;
+        the model's own `Environment` is laid over the package's."""
+        if self.package_resolver is None:
+            raise validation_error("model packages are not available on this stand-in")
+        resolved = self.package_resolver(str(container["ModelPackageName"]))
+        environment = {**(resolved.get("Environment") or {}), **(container.get("Environment") or {})}
+        return {**container, **resolved, "Environment": environment}
+
+    # --- tags: any resource, by ARN ---------------------------------------------------------------
+    def tag(self, resource_arn: str, tags: list[dict[str, str]] | None) -> None:
+        if tags:
+            with self.lock:
+                self.tags.setdefault(resource_arn, {}).update({t["Key"]: t.get("Value", "") for t in tags})
+
+    def _add_tags(self, request: dict[str, Any]) -> dict[str, Any]:
+        resource_arn = str(request.get("ResourceArn") or "")
+        if not resource_arn.startswith("arn:"):
+            raise validation_error("ResourceArn must be an ARN")
+        self.tag(resource_arn, request.get("Tags") or [])
+        return {"Tags": request.get("Tags") or []}
+
+    def _list_tags(self, request: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            found = dict(self.tags.get(str(request.get("ResourceArn")), {}))
+        return {"Tags": [{"Key": key, "Value": value} for key, value in sorted(found.items())]}
+
+    def _delete_tags(self, request: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            found = self.tags.get(str(request.get("ResourceArn")), {})
+            for key in request.get("TagKeys") or []:
+                found.pop(key, None)
+        return {}
 
     def _describe_model(self, request: dict[str, Any]) -> dict[str, Any]:
         return dict(self.model(str(request.get("ModelName"))))

@@ -21,6 +21,7 @@ from batch.async_inference.trigger import build_handler
 from batch.deploy.async_endpoint import AsyncEndpointSpec, configure_autoscaling, deploy
 from batch.local.state import write_state
 from batch.orchestration_settings import RetryPolicy, TriggerConfig
+from batch.registry.approval import follow_tags
 
 if TYPE_CHECKING:
     from batch.local.stack import EmbeddedStack
@@ -70,7 +71,9 @@ def deploy_local_endpoint(
     invocation_timeout_s: int | None = None,
     max_receive_count: int = 5,
     write_state_file: bool = True,
+    follow_approvals: bool = True,
 ) -> LocalAsyncDeployment:
+    """`follow_approvals`: tag the endpoint so that approving a package of the stack's group rolls it."""
     layout = AsyncLayout.create(f"s3://{stack.bucket}/{input_prefix}", f"s3://{stack.bucket}/{output_prefix}")
     sns = stack.client("sns")
     success = sns.create_topic(Name=f"{endpoint_name}-success")["TopicArn"]
@@ -87,6 +90,7 @@ def deploy_local_endpoint(
         initial_instance_count=instance_count,
         max_concurrent_invocations=max_concurrent_invocations,
         environment=dict(environment or {}),
+        tags=follow_tags(stack.model_package_group) if follow_approvals else [],
     )
     deploy(spec, stack.client("sagemaker"), wait_s=startup_timeout_s)
     # moto records scalable targets, policies and alarms, so the AWS calls are exercised too.

@@ -64,6 +64,40 @@ class _NotDelivered(Exception):
     """The container refused the connection: the request never reached it and goes back to the queue."""
 
 
+class RequestQueue:
+    """An endpoint's accepted requests. It belongs to the endpoint, not to its instances: when an update
+    replaces the instances, the new ones take over the queue and nothing accepted is lost."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[AsyncRequest] = queue.Queue()
+        self._active: set[str] = set()
+        self._lock = threading.Lock()
+
+    def submit(self, request: AsyncRequest) -> bool:
+        """Queue a request; False when the same inference id is already queued or running."""
+        with self._lock:
+            if request.inference_id in self._active:
+                return False
+            self._active.add(request.inference_id)
+        self._queue.put(request)
+        return True
+
+    def take(self, timeout_s: float) -> AsyncRequest:
+        """The next request (queue.Empty after `timeout_s`)."""
+        return self._queue.get(timeout=timeout_s)
+
+    def put_back(self, request: AsyncRequest) -> None:
+        """A request that never reached a container: still accepted, it waits for a healthy instance."""
+        self._queue.put(request)
+
+    def finished(self, inference_id: str) -> None:
+        with self._lock:
+            self._active.discard(inference_id)
+
+    def size(self) -> int:
+        return self._queue.qsize()
+
+
 class AsyncRunner:
     def __init__(
         self,
@@ -75,19 +109,19 @@ class AsyncRunner:
         s3: Any,
         sns: Any,
         region: str,
+        requests: RequestQueue | None = None,
     ) -> None:
+        """`requests`: the endpoint's queue when these instances replace others (an update), else a new one."""
         self.endpoint_name = endpoint_name
         self._notification = notification
         self._s3 = s3
         self._sns = sns
         self._region = region
-        self._queue: queue.Queue[AsyncRequest] = queue.Queue()
-        self._active: set[str] = set()
-        self._lock = threading.Lock()
+        self.requests = requests or RequestQueue()
         self.max_concurrent_per_instance = max_concurrent_per_instance
         self._stop = threading.Event()
         self.instances = [Instance(i, container) for i, container in enumerate(containers)]
-        self.supervisor = InstanceSupervisor(endpoint_name, self.instances, self._queue.qsize)
+        self.supervisor = InstanceSupervisor(endpoint_name, self.instances, self.requests.size)
         self._threads = [
             threading.Thread(target=self._work, args=(instance,), name=f"{endpoint_name}-{i}-{slot}", daemon=True)
             for i, instance in enumerate(self.instances)
@@ -98,17 +132,12 @@ class AsyncRunner:
 
     def submit(self, request: AsyncRequest) -> bool:
         """Queue a request; False when the same inference id is already queued or running."""
-        with self._lock:
-            if request.inference_id in self._active:
-                return False
-            self._active.add(request.inference_id)
-        self._queue.put(request)
-        return True
+        return self.requests.submit(request)
 
     @property
     def backlog(self) -> int:
         """Requests accepted and not yet handed to a container."""
-        return self._queue.qsize()
+        return self.requests.size()
 
     def stop(self) -> None:
         self._stop.set()
@@ -116,13 +145,22 @@ class AsyncRunner:
         for thread in self._threads:
             thread.join(5)
 
+    def drain(self, timeout_s: float) -> None:
+        """Take no more requests and wait (up to `timeout_s`) for those in flight to finish: what an
+        update does to the instances it replaces. The queue stays with the endpoint."""
+        self._stop.set()
+        deadline = time.monotonic() + timeout_s
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self.supervisor.stop()
+
     def _work(self, instance: Instance) -> None:
         while not self._stop.is_set():
             # Only a healthy instance takes requests: the rest wait in the queue for its replacement.
             if not instance.healthy.wait(0.5):
                 continue
             try:
-                request = self._queue.get(timeout=0.5)
+                request = self.requests.take(timeout_s=0.5)
             except queue.Empty:
                 continue
             done = True
@@ -131,13 +169,12 @@ class AsyncRunner:
             except _NotDelivered:
                 done = False
                 self.supervisor.report_unreachable(instance)
-                self._queue.put(request)  # still accepted and active: it waits for a healthy instance
+                self.requests.put_back(request)
             except Exception:
                 log.exception("async request %s could not be completed", request.inference_id)
             finally:
                 if done:
-                    with self._lock:
-                        self._active.discard(request.inference_id)
+                    self.requests.finished(request.inference_id)
 
     def _process(self, container: ServingContainer, request: AsyncRequest) -> None:
         try:
