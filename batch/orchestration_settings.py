@@ -50,6 +50,9 @@ MODEL_DATA = "POSEBATCH_MODEL_DATA"
 DEPRECATED_ALIASES = {IMAGE_URI: "POSE_IMAGE_URI", ROLE_ARN: "POSE_SAGEMAKER_ROLE"}
 # The local stack's folder (state file, model, logs), the same from every working directory.
 LOCAL_HOME = "POSEBATCH_LOCAL_HOME"
+# The model registry: the stack's model package group (the approval Lambda's, and the CLI's default).
+MODEL_PACKAGE_GROUP = "POSEBATCH_MODEL_PACKAGE_GROUP"
+DEFAULT_MODEL_PACKAGE_GROUP = "posebatch"
 
 
 def _environ(environ: Mapping[str, str] | None) -> Mapping[str, str]:
@@ -187,6 +190,11 @@ class DeploymentDefaults:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> DeploymentDefaults:
         env = _environ(environ)
         return cls(_get(env, IMAGE_URI), _get(env, ROLE_ARN), _get(env, MODEL_DATA))
+
+
+def model_package_group(environ: Mapping[str, str] | None = None) -> str:
+    """The model package group: `POSEBATCH_MODEL_PACKAGE_GROUP`, else `posebatch`."""
+    return _get(_environ(environ), MODEL_PACKAGE_GROUP) or DEFAULT_MODEL_PACKAGE_GROUP
 
 
 def local_stack_home(environ: Mapping[str, str] | None = None) -> Path:
