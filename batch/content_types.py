@@ -9,6 +9,9 @@ from batch.errors import NotAcceptable, UnsupportedMediaType
 JSON = "application/json"
 JPEG = "image/jpeg"
 JSON_LINES = "application/jsonlines"
+# The result and its annotated JPEG in one answer (`batch.transport_envelope`): what `pose-batch invoke
+# --annotated` asks a real-time endpoint for, so one request gives both.
+ENVELOPE = "application/x-posebatch-envelope+json"
 
 # Image bodies: decoded by sniffing the bytes, so any of these may carry any supported format.
 IMAGE_TYPES = (
@@ -26,7 +29,7 @@ IMAGE_TYPES = (
 )
 # Manifest bodies: one S3 reference per line (Batch Transform SplitType=Line).
 JSON_LINES_TYPES = (JSON_LINES, "application/x-jsonlines", "application/json-lines", "application/jsonl")
-ACCEPT_TYPES = (JSON, JPEG)
+ACCEPT_TYPES = (JSON, JPEG, ENVELOPE)
 # Video bodies (asynchronous inference, `predict`, manifest lines): decoded by sniffing too, through PyAV.
 VIDEO_TYPES = (
     "video/mp4",
@@ -137,4 +140,6 @@ def negotiate_accept(accept: str | None) -> str:
             return JSON
         if base in (JPEG, "image/*"):
             return JPEG
+        if base == ENVELOPE:
+            return ENVELOPE
     raise NotAcceptable(f"cannot produce Accept {accept!r}; available: {', '.join(ACCEPT_TYPES)}")

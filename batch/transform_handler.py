@@ -3,7 +3,8 @@ inference, a real-time caller): an image body, or a manifest body of S3 referenc
 (Named by the product's design card, which calls the container's request handler the transform handler.)
 `batch.server.app` (the HTTP contract) hands each request's body and options to `InvocationHandler`.
 
-- Image body: one `PoseResult` (JSON), or the annotated JPEG when `Accept: image/jpeg`. The annotated
+- Image body: one `PoseResult` (JSON), or the annotated JPEG when `Accept: image/jpeg`, or both in a
+  transport envelope when `Accept: application/x-posebatch-envelope+json`. The annotated
   JPEG and the result record are also written to S3 when the caller names locations (`annotated_output`,
   `keypoints_output` custom attributes; async inference); a bad image's error record goes to
   `keypoints_output` too. With `POSE_EMBED_ANNOTATED=true` (Batch Transform images mode, where the
@@ -63,7 +64,9 @@ class InvocationHandler:
         for uri in outputs:
             self.store.check_allowed(uri)  # refuse before spending inference on it
         want_jpeg = (
-            accept == content_types.JPEG or options.annotated_output is not None or self.settings.embed_annotated
+            accept in (content_types.JPEG, content_types.ENVELOPE)
+            or options.annotated_output is not None
+            or self.settings.embed_annotated
         )
         try:
             prediction = await self.engine.predict(body, options, annotate=want_jpeg)
@@ -84,6 +87,8 @@ class InvocationHandler:
         await asyncio.gather(*writes)
         if accept == content_types.JPEG and jpeg is not None:
             return Reply(jpeg, content_types.JPEG)
+        if accept == content_types.ENVELOPE:  # a caller that wants both (`pose-batch invoke --annotated`)
+            return Reply(transport_envelope.encode(record, jpeg), content_types.ENVELOPE)
         if self.settings.embed_annotated:
             # Batch Transform images mode: the record and its JPEG, for the finaliser to unpack.
             return Reply(transport_envelope.encode(record, jpeg), content_types.JSON)

@@ -14,6 +14,7 @@ from typing import Any
 
 from batch.async_inference.layout import AsyncLayout
 from batch.polling import poll
+from batch.serving_model import ServingModel
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,8 @@ class AsyncEndpointSpec:
     initial_instance_count: int = 1
     max_concurrent_invocations: int = 4
     environment: dict[str, str] = field(default_factory=dict)
+    model_package_arn: str | None = None  # serve this registry package (its image and model data)
+    tags: list[dict[str, str]] = field(default_factory=list)  # e.g. to follow a model package group's approvals
     # Autoscaling (AWS only): 0 instances when idle, woken by the backlog alarm.
     min_capacity: int = 0
     max_capacity: int = 2
@@ -80,11 +83,9 @@ def deploy(spec: AsyncEndpointSpec, sagemaker: Any, *, wait_s: float = 1800.0) -
     _create_if_missing(
         lambda: sagemaker.create_model(
             ModelName=spec.model_name,
-            PrimaryContainer={
-                "Image": spec.image_uri,
-                "ModelDataUrl": spec.model_data_url,
-                "Environment": spec.container_environment(),
-            },
+            PrimaryContainer=ServingModel(spec.image_uri, spec.model_data_url, spec.model_package_arn).container(
+                spec.container_environment()
+            ),
             ExecutionRoleArn=spec.execution_role_arn,
         ),
         f"model {spec.model_name}",
@@ -106,7 +107,7 @@ def deploy(spec: AsyncEndpointSpec, sagemaker: Any, *, wait_s: float = 1800.0) -
     )
     _create_if_missing(
         lambda: sagemaker.create_endpoint(
-            EndpointName=spec.endpoint_name, EndpointConfigName=spec.endpoint_config_name
+            EndpointName=spec.endpoint_name, EndpointConfigName=spec.endpoint_config_name, Tags=spec.tags
         ),
         f"endpoint {spec.endpoint_name}",
     )

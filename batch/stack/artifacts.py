@@ -80,15 +80,17 @@ def _exists(s3: Any, bucket: str, key: str) -> bool:
         return False
 
 
-def upload_content_addressed(s3: Any, bucket: str, path: Path, stem: str, suffix: str) -> S3Uri:
-    """Upload `path` as `posebatch/<stem>-<sha256[:16]><suffix>` unless that key is already there."""
-    key = f"{ARTIFACTS_PREFIX}{stem}-{_sha256(path)[:16]}{suffix}"
+def upload_content_addressed(
+    s3: Any, bucket: str, path: Path, stem: str, suffix: str, *, prefix: str = ARTIFACTS_PREFIX
+) -> S3Uri:
+    """Upload `path` as `<prefix><stem>-<sha256[:16]><suffix>` unless that key is already there."""
+    key = f"{prefix}{stem}-{_sha256(path)[:16]}{suffix}"
     if not _exists(s3, bucket, key):
         s3.upload_file(str(path), bucket, key)
     return S3Uri(bucket, key)
 
 
-def model_artifact(s3: Any, bucket: str, model: str) -> S3Uri:
+def model_artifact(s3: Any, bucket: str, model: str, *, prefix: str = ARTIFACTS_PREFIX) -> S3Uri:
     """The model.tar.gz URI: an `s3://` URI as given, a `.tar.gz` uploaded, a `.pt` checkpoint packed
     with `batch.model_package` then uploaded (keyed by the hash of the checkpoint and its keypoints.yaml:
     gzip headers carry a time stamp, and a new key would replace the endpoint's model on every deploy)."""
@@ -98,11 +100,11 @@ def model_artifact(s3: Any, bucket: str, model: str) -> S3Uri:
     if not path.is_file():
         raise FileNotFoundError(f"model {model} is neither an s3:// URI nor a file")
     if path.name.endswith(".tar.gz"):
-        return upload_content_addressed(s3, bucket, path, "model", ".tar.gz")
+        return upload_content_addressed(s3, bucket, path, "model", ".tar.gz", prefix=prefix)
     # The keypoints.yaml packed beside the checkpoint is part of the model: a change to it is a new key.
     keypoints = path.parent / KEYPOINTS_FILE
     packed_files = (path, keypoints) if keypoints.is_file() else (path,)
-    key = f"{ARTIFACTS_PREFIX}model-{path.stem}-{_sha256(*packed_files)[:16]}.tar.gz"
+    key = f"{prefix}model-{path.stem}-{_sha256(*packed_files)[:16]}.tar.gz"
     if not _exists(s3, bucket, key):
         with tempfile.TemporaryDirectory() as tmp:
             packed = package_checkpoint(path, Path(tmp) / "model.tar.gz")

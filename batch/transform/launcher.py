@@ -42,6 +42,7 @@ from batch.errors import KeyTooLong, PayloadTooLarge, VideoNotAccepted
 from batch.output_layout import MAX_KEY_BYTES, annotated_key, is_video, key_fits, keypoints_key
 from batch.s3_listing import list_objects
 from batch.s3_uri import S3Uri
+from batch.serving_model import ServingModel
 from batch.transform.mode_choice import ModeChoice, ModeRequest, choose_mode
 from batch.transform.plan import (
     DEFAULT_MAX_IMAGES_PER_SHARD,
@@ -91,6 +92,7 @@ class LaunchOptions:
     output: str
     model_data: str
     mode: ModeRequest = "auto"
+    model_package: str | None = None  # a registry package's ARN: the model is built from it (its model data)
     image_uri: str = LOCAL_IMAGE_URI
     role_arn: str = LOCAL_ROLE_ARN
     job_name: str | None = None
@@ -113,6 +115,8 @@ def default_job_name(mode: str) -> str:
 def default_model_name(options: LaunchOptions) -> str:
     """Same image, artifact and environment -> same model, so re-launches reuse it."""
     key = json.dumps([options.image_uri, options.model_data, sorted(options.environment.items())])
+    if options.model_package:
+        key = json.dumps([options.model_package, sorted(options.environment.items())])
     return f"posebatch-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
 
@@ -124,14 +128,9 @@ def ensure_model(sagemaker: Any, name: str, options: LaunchOptions) -> bool:
     except ClientError as exc:
         if "could not find" not in str(exc).lower():
             raise
+    served = ServingModel(options.image_uri, options.model_data, options.model_package)
     sagemaker.create_model(
-        ModelName=name,
-        PrimaryContainer={
-            "Image": options.image_uri,
-            "ModelDataUrl": options.model_data,
-            "Environment": dict(options.environment),
-        },
-        ExecutionRoleArn=options.role_arn,
+        ModelName=name, PrimaryContainer=served.container(options.environment), ExecutionRoleArn=options.role_arn
     )
     return True
 
