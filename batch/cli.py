@@ -1,5 +1,5 @@
-"""PoseBatch: pose estimation (Ultralytics YOLO pose) over many images, locally, on SageMaker Batch Transform
-or on an asynchronous endpoint.
+"""PoseBatch: pose estimation (Ultralytics YOLO pose) over many images, locally, on SageMaker Batch Transform,
+on an asynchronous endpoint, or on a real-time one; models from the SageMaker Model Registry.
 
 Start with `pose-batch predict photos/ --out poses/` (local files, no AWS), or `pose-batch local up` and then
 `pose-batch transform --local ...` / `pose-batch submit --local ...` in another terminal.
@@ -30,6 +30,8 @@ _COMMAND_MODULES = (
     "submit",
     "dlq",
     "deploy",
+    "invoke",
+    "models",
     "bench",
     "stack",
     "image",

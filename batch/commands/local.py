@@ -107,6 +107,8 @@ def run_up(args: argparse.Namespace) -> int:
         say(f"  pose-batch transform --local s3://{stack.bucket}/input/ --output s3://{stack.bucket}/output/ --wait")
         if not args.no_async:
             say(f"  pose-batch submit --local s3://{stack.bucket}/{layout.input_prefix} --wait")
+        say("  pose-batch deploy --realtime --local && pose-batch invoke --local posebatch-realtime photo.jpg")
+        say(f"  pose-batch models list --local   (group {stack.model_package_group}: approving a package deploys it)")
         say(f"model: {model_data}   bucket: s3://{stack.bucket}/")
         say("other AWS tools reach it with:")
         for key, value in stack.environment.items():

@@ -23,6 +23,7 @@ from batch.commands.common import (
     local_home,
     write_report,
 )
+from batch.commands.model_choice import add_model_package_arguments, group_of
 
 if TYPE_CHECKING:
     from batch.async_client import Outcome, Submission
@@ -51,6 +52,7 @@ def register(subparsers: Any) -> None:
         help="with --wait: write _REPORT.html at the output root, over every result there (default: on)",
     )
     parser.add_argument("--concurrency", type=int, default=16, help="AWS calls in flight at once")
+    add_model_package_arguments(parser)
     add_local_arguments(parser, what="submit to")
     parser.set_defaults(func=run)
 
@@ -105,9 +107,16 @@ def run(args: argparse.Namespace) -> int:
         endpoint = endpoint or state.get("endpoint_name")
         if input_root is None and args.uri.startswith(state.get("input_uri", "\0")):
             input_root = state["input_uri"]  # mirror outputs exactly as the S3 trigger does
-    client = AsyncPoseClient(
-        endpoint or DEFAULT_ENDPOINT, output_uri=args.output, concurrency=args.concurrency, clients=clients
-    )
+    endpoint = endpoint or DEFAULT_ENDPOINT
+    if args.model_package:
+        from batch.registry.packages import RegistryError
+        from batch.registry.selection import require_serving
+
+        try:
+            require_serving(clients("sagemaker"), endpoint, args.model_package, group_of(args))
+        except RegistryError as exc:
+            raise UserError(str(exc)) from None
+    client = AsyncPoseClient(endpoint, output_uri=args.output, concurrency=args.concurrency, clients=clients)
     printer = _Printer(args.wait)
     try:
         run_sync(

@@ -19,6 +19,7 @@ from batch.commands.common import (
     local_home,
     write_report,
 )
+from batch.commands.model_choice import add_model_package_arguments, choose
 from batch.orchestration_settings import DeploymentDefaults
 from batch.transform.mode_choice import AUTO_MANIFEST_FROM
 
@@ -60,7 +61,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --wait: write _REPORT.html beside _SUMMARY.json at the end (default: on)",
     )
     parser.add_argument("--image-uri", default=defaults.image_uri, help="the serving image (ECR URI)")
-    parser.add_argument("--model-data", default=defaults.model_data, help="s3://.../model.tar.gz")
+    parser.add_argument(
+        "--model-data",
+        help="s3://.../model.tar.gz (default: the group's approved default model, else $POSEBATCH_MODEL_DATA, "
+        "or with --local the stack's model)",
+    )
+    add_model_package_arguments(parser)
     parser.add_argument("--role-arn", default=defaults.role_arn, help="SageMaker execution role")
     parser.add_argument("--job-name", help="default: posebatch-<mode>-<time>-<random>")
     parser.add_argument("--model-name", help="default: derived from image, model data and environment")
@@ -87,28 +93,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def options_from_args(args: argparse.Namespace) -> LaunchOptions:
+def options_from_args(args: argparse.Namespace, clients: Clients) -> LaunchOptions:
     from batch.transform.launcher import LOCAL_IMAGE_URI, LOCAL_ROLE_ARN, LaunchError, LaunchOptions
 
-    image_uri, model_data, role_arn = args.image_uri, args.model_data, args.role_arn
+    image_uri, role_arn = args.image_uri, args.role_arn
+    fallback = DeploymentDefaults.from_env().model_data
     if args.local:
         from batch.local.state import read_section
 
         model = read_section(local_home(args), "model")
         image_uri = image_uri or model.get("image_uri") or LOCAL_IMAGE_URI
-        model_data = model_data or model.get("model_data")
+        fallback = model.get("model_data")
         role_arn = role_arn or LOCAL_ROLE_ARN
-    missing = [
-        flag
-        for flag, value in (
-            ("--image-uri", image_uri),
-            ("--model-data", model_data),
-            ("--role-arn", role_arn),
-        )
-        if not value
-    ]
-    if missing:
+    if not role_arn:  # always needed; the model and image may still come from the registry
+        missing = [
+            flag
+            for flag, given in (
+                ("--image-uri", image_uri or args.model_package),
+                ("--model-data", args.model_data or fallback or args.model_package),
+                ("--role-arn", role_arn),
+            )
+            if not given
+        ]
         raise LaunchError(f"missing {', '.join(missing)} (or their POSEBATCH_* variables)")
+    served = choose(args, clients, image_uri=image_uri, model_data=args.model_data, fallback_model_data=fallback).model
     environment = {}
     for item in args.env:
         key, sep, value = item.partition("=")
@@ -118,9 +126,10 @@ def options_from_args(args: argparse.Namespace) -> LaunchOptions:
     return LaunchOptions(
         input=args.input,
         output=args.output,
-        model_data=model_data,
+        model_data=served.model_data_url,
+        model_package=served.model_package_arn,
         mode=args.mode,
-        image_uri=image_uri,
+        image_uri=served.image_uri,
         role_arn=role_arn,
         job_name=args.job_name,
         model_name=args.model_name,
@@ -289,7 +298,7 @@ def run(args: argparse.Namespace) -> int:
         print("pose-batch transform: error: give the input prefix and --output (or --attach JOB)", file=sys.stderr)
         return EXIT_USAGE
     try:
-        options = options_from_args(args)
+        options = options_from_args(args, clients)
         code, _ = execute(
             options,
             wait=args.wait,
