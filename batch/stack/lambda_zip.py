@@ -21,6 +21,7 @@ HANDLER_MODULES = (
     "events.transform_completion",
     "events.transform_finalize_pages",
     "events.async_error",
+    "events.model_approval",
 )
 PROJECT_PACKAGES = frozenset({"batch", "events"})
 # What the python3.12 Lambda runtime ships besides the standard library (boto3 and its dependencies).

@@ -23,7 +23,13 @@ import {module}
 
 @pytest.mark.parametrize(
     "module",
-    ["events.s3_trigger", "events.transform_completion", "events.transform_finalize_pages", "events.async_error"],
+    [
+        "events.s3_trigger",
+        "events.transform_completion",
+        "events.transform_finalize_pages",
+        "events.async_error",
+        "events.model_approval",
+    ],
 )
 def test_handler_imports_with_boto3_only(module: str) -> None:
     result = subprocess.run(

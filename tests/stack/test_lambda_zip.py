@@ -37,6 +37,7 @@ HANDLERS = {
     "events/transform_completion.py": "import json\n",
     "events/transform_finalize_pages.py": "import json\n",
     "events/async_error.py": "import logging\n",
+    "events/model_approval.py": "import json\n",
 }
 
 
@@ -75,6 +76,7 @@ def test_closure_holds_exactly_the_imported_project_modules(
         "events.transform_completion",
         "events.transform_finalize_pages",
         "events.async_error",
+        "events.model_approval",
     }
     assert set(closure.modules) == base | expected
 
@@ -92,7 +94,7 @@ def test_a_module_lambda_lacks_fails_packaging_naming_the_import(tmp_path: Path,
 def test_the_zip_holds_only_handler_code(tmp_path: Path) -> None:
     path, closure = build_lambda_zip(project_root(), tmp_path)
     names = zipfile.ZipFile(path).namelist()
-    handlers = {"s3_trigger", "transform_completion", "transform_finalize_pages", "async_error"}
+    handlers = {"s3_trigger", "transform_completion", "transform_finalize_pages", "async_error", "model_approval"}
     assert {f"events/{name}.py" for name in handlers} <= set(names)
     assert all(n.endswith(".py") and n.split("/")[0] in ("batch", "events") for n in names)
     # Serving and local-stack code must never ride along.
@@ -114,9 +116,9 @@ for absent in ("pydantic", "moto", "numpy", "sagemaker", "pytest"):
     except ImportError:
         continue
     raise SystemExit(f"{absent} is importable: the interpreter is not isolated")
-from events import async_error, s3_trigger, transform_completion, transform_finalize_pages
+from events import async_error, model_approval, s3_trigger, transform_completion, transform_finalize_pages
 events = json.load(open(events_file))
-handlers = {"s3": s3_trigger, "async": async_error}
+handlers = {"s3": s3_trigger, "async": async_error, "model": model_approval}
 results = {name: handlers.get(name.split("-")[0], transform_completion).handler(event, None)
            for name, event in events.items()}
 # The page tasks the completion handler queued, each to the page handler (the event source's part).
@@ -191,6 +193,17 @@ def test_unpacked_zip_handles_recorded_events_with_only_boto3(tmp_path: Path, mo
         TransformOutput={"S3OutputPath": str(plan.transform_output_uri)},
         TransformResources={"InstanceType": "ml.m5.xlarge", "InstanceCount": 1},
     )
+    # An approved model package of the stack's group (moto's registry): it becomes the default model.
+    sagemaker.create_model_package_group(ModelPackageGroupName="posebatch", ModelPackageGroupDescription="zip test")
+    package = sagemaker.create_model_package(
+        ModelPackageGroupName="posebatch",
+        ModelApprovalStatus="Approved",
+        InferenceSpecification={
+            "Containers": [{"Image": "i", "ModelDataUrl": f"s3://{BUCKET}/models/m.tar.gz"}],
+            "SupportedContentTypes": ["image/jpeg"],
+            "SupportedResponseMIMETypes": ["application/json"],
+        },
+    )["ModelPackageArn"]
     s3_event = {"Records": [s3_record("input/a.jpg")]}
     events = {
         "s3-event": s3_event,
@@ -237,6 +250,17 @@ def test_unpacked_zip_handles_recorded_events_with_only_boto3(tmp_path: Path, mo
                 }
             ]
         },
+        "model-approved": {
+            "version": "0",
+            "source": "aws.sagemaker",
+            "detail-type": "SageMaker Model Package State Change",
+            "time": "2024-05-01T12:00:00Z",
+            "detail": {
+                "ModelPackageGroupName": "posebatch",
+                "ModelPackageArn": package,
+                "ModelApprovalStatus": "Approved",
+            },
+        },
         "transform-state-change": {
             "version": "0",
             "source": "aws.sagemaker",
@@ -253,6 +277,7 @@ def test_unpacked_zip_handles_recorded_events_with_only_boto3(tmp_path: Path, mo
         "POSEBATCH_OUTPUT_URI": f"s3://{BUCKET}/output/",
         "POSEBATCH_TRANSFORM_TOPIC_ARN": topic,
         "POSEBATCH_FINALIZE_QUEUE_URL": pages_queue,
+        "POSEBATCH_MODEL_PACKAGE_GROUP": "posebatch",
         "PATH": "/usr/bin:/bin",
     }
     completed = subprocess.run(
@@ -275,6 +300,11 @@ def test_unpacked_zip_handles_recorded_events_with_only_boto3(tmp_path: Path, mo
     assert results["transform-state-change"] == {"batchItemFailures": []}
     assert results["pages"] == [{"batchItemFailures": []}]  # one task: a plan of one page
     assert results["async-error"] == {"retried": 0, "final": 1}
+    assert results["model-approved"] == {"batchItemFailures": []}
+    default = json.loads(
+        moto.client("ssm").get_parameter(Name="/posebatch/model-registry/posebatch/default-model")["Parameter"]["Value"]
+    )
+    assert (default["model_package"], default["model_data"]) == (package, f"s3://{BUCKET}/models/m.tar.gz")
     rejected = json.loads(s3.get_object(Bucket=BUCKET, Key="output/keypoints/e.jpg.json")["Body"].read())
     assert rejected["error"]["code"] == "inference_rejected"
     # The completion handler fanned the job out, its page invocation finalised it and announced it on SNS.
