@@ -75,6 +75,7 @@ def test_sagemaker_reads_only_the_input_prefixes_job_files_and_the_model(resourc
         "${DataBucket.Arn}/${BatchInputPrefix}*",
         "${DataBucket.Arn}/${OutputPrefix}_transform/*",
         "arn:${AWS::Partition}:s3:::${ModelBucketName}/${ModelKey}",
+        "${DataBucket.Arn}/models/*",  # the registry's packages, `pose-batch deploy --model` uploads
     }
     (listing,) = [s for s in role_statements(resources, "SageMakerExecutionRole") if s["Action"] == "s3:ListBucket"]
     assert set(subs(listing["Condition"]["StringLike"]["s3:prefix"])) == {
@@ -93,7 +94,7 @@ def test_ecr_pulls_only_from_the_project_repository(resources: dict[str, Any]) -
 
 def test_every_dead_letter_queue_is_alarmed(resources: dict[str, Any]) -> None:
     queues = {resources["InputEventsQueue"]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]}
-    for name in ("TransformCompletionFunction", "AsyncErrorFunction"):
+    for name in ("TransformCompletionFunction", "AsyncErrorFunction", "ModelApprovalFunction"):
         queues.add(resources[name]["Properties"]["DeadLetterConfig"]["TargetArn"]["Fn::GetAtt"][0])
     alarmed = {
         d["Value"]["Fn::GetAtt"][0]
@@ -101,11 +102,20 @@ def test_every_dead_letter_queue_is_alarmed(resources: dict[str, Any]) -> None:
         if r["Type"] == "AWS::CloudWatch::Alarm" and r["Properties"]["Namespace"] == "AWS/SQS"
         for d in r["Properties"]["Dimensions"]
     }
-    assert queues == alarmed == {"InputEventsDeadLetterQueue", "CompletionDeadLetterQueue", "AsyncErrorDeadLetterQueue"}
+    assert (
+        queues
+        == alarmed
+        == {
+            "InputEventsDeadLetterQueue",
+            "CompletionDeadLetterQueue",
+            "AsyncErrorDeadLetterQueue",
+            "ModelApprovalDeadLetterQueue",
+        }
+    )
 
 
 def test_concurrency_is_limited(resources: dict[str, Any]) -> None:
-    for name in ("S3TriggerFunction", "TransformCompletionFunction", "AsyncErrorFunction"):
+    for name in ("S3TriggerFunction", "TransformCompletionFunction", "AsyncErrorFunction", "ModelApprovalFunction"):
         reserved = resources[name]["Properties"]["ReservedConcurrentExecutions"]
         assert reserved["Fn::If"][0] == "ReserveConcurrency"
     scaling = resources["S3TriggerEventSource"]["Properties"]["ScalingConfig"]

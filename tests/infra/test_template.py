@@ -15,7 +15,7 @@ from cfnlint.decode import cfn_yaml
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "infra" / "template.yaml"
 # Actions AWS only grants on "*" (no resource-level permissions); each needs a reason in the template.
-STAR_RESOURCE_ACTIONS = {"ecr:GetAuthorizationToken", "cloudwatch:PutMetricData"}
+STAR_RESOURCE_ACTIONS = {"ecr:GetAuthorizationToken", "cloudwatch:PutMetricData", "sagemaker:ListEndpoints"}
 
 
 @pytest.fixture(scope="module")
@@ -149,3 +149,38 @@ def test_failed_async_inferences_reach_the_error_handler(template: dict[str, Any
     redrive = resources["InputEventsQueue"]["Properties"]["RedrivePolicy"]
     assert int(trigger["POSEBATCH_MAX_RECEIVE_COUNT"]) == redrive["maxReceiveCount"]
     assert {"InputEventsQueueUrl", "InputEventsDeadLetterQueueUrl"} <= set(template["Outputs"])
+
+
+def test_approvals_of_the_stack_group_deploy(template: dict[str, Any]) -> None:
+    """Model package group -> rule (approved, this group) -> ModelApprovalFunction, which may update only the
+    endpoints tagged to follow the group (the stack's async endpoint is), pass only the stack's SageMaker role,
+    and write only the group's default-model parameter."""
+    resources = template["Resources"]
+    assert resources["ModelPackageGroup"]["Properties"]["ModelPackageGroupName"] == {"Ref": "AWS::StackName"}
+    pattern = resources["ModelApprovalRule"]["Properties"]["EventPattern"]
+    assert pattern["detail-type"] == ["SageMaker Model Package State Change"]
+    assert pattern["detail"] == {
+        "ModelPackageGroupName": [{"Ref": "AWS::StackName"}],
+        "ModelApprovalStatus": ["Approved"],
+    }
+    (target,) = resources["ModelApprovalRule"]["Properties"]["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": ["ModelApprovalFunction", "Arn"]}
+    function = resources["ModelApprovalFunction"]["Properties"]
+    assert function["Handler"] == "events.model_approval.handler"
+    assert function["Environment"]["Variables"]["POSEBATCH_MODEL_PACKAGE_GROUP"] == {"Ref": "AWS::StackName"}
+    assert function["DeadLetterConfig"]["TargetArn"] == {"Fn::GetAtt": ["ModelApprovalDeadLetterQueue", "Arn"]}
+    tags = resources["AsyncEndpoint"]["Properties"]["Tags"]
+    assert {"Key": "posebatch:follows-model-package-group", "Value": {"Ref": "AWS::StackName"}} in tags
+    role = [s for name, s in statements(template) if name == "ModelApprovalRole"]
+    (update,) = [s for s in role if s["Action"] == "sagemaker:UpdateEndpoint" and "Condition" in s]
+    assert update["Condition"] == {
+        "StringEquals": {"aws:ResourceTag/posebatch:follows-model-package-group": {"Ref": "AWS::StackName"}}
+    }
+    (passing,) = [s for s in role if s["Action"] == "iam:PassRole"]
+    assert passing["Resource"] == {"Fn::GetAtt": ["SageMakerExecutionRole", "Arn"]}
+    assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+    (parameter,) = [s for s in role if "ssm:PutParameter" in as_list(s["Action"])]
+    assert parameter["Resource"]["Fn::Sub"].endswith(
+        ":parameter/posebatch/model-registry/${AWS::StackName}/default-model"
+    )
+    assert {"ModelPackageGroupName", "DefaultModelParameter"} <= set(template["Outputs"])

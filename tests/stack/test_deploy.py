@@ -26,6 +26,7 @@ MOTO_SKIPS = {
     "AWS::ApplicationAutoScaling::ScalingPolicy",
     "AWS::CloudWatch::Alarm",
     "AWS::SNS::Subscription",  # the async error Lambda's subscription to the error topic
+    "AWS::SageMaker::ModelPackageGroup",  # the model registry's group
 }
 
 
