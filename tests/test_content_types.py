@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from batch.content_types import JPEG, JSON, check_request_type, image_type_for, negotiate_accept
+from batch.content_types import ENVELOPE, JPEG, JSON, check_request_type, image_type_for, negotiate_accept
 from batch.errors import NotAcceptable, UnsupportedMediaType
 
 
@@ -40,6 +40,7 @@ def test_refused_request_types(content_type: str | None) -> None:
         ("application/jsonlines", JSON),
         ("image/jpeg", JPEG),
         ("text/html, image/*", JPEG),
+        ("application/x-posebatch-envelope+json", ENVELOPE),
     ],
 )
 def test_accept_negotiation(accept: str | None, expected: str) -> None:

@@ -15,7 +15,7 @@ import pytest
 from botocore.exceptions import ClientError
 from PIL import Image
 
-from batch.local.sagemaker.async_endpoint_service import endpoints_of
+from batch.local.sagemaker.endpoint_service import endpoints_of
 from batch.schema import PoseResult
 from tests.registry.conftest import ASSETS, RegistryStack
 

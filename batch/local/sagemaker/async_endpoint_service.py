@@ -198,5 +198,6 @@ def install_runtime(stack: EmbeddedStack, endpoints: Endpoints) -> AsyncRuntime:
 
 def endpoints_of(stack: EmbeddedStack) -> Endpoints:
     """The stack's endpoints (`endpoints_of(stack).runner(name)`: an async endpoint's queue and workers)."""
-    assert stack.endpoints is not None, "the stack is not started"
-    return stack.endpoints
+    from batch.local.sagemaker import endpoint_service
+
+    return endpoint_service.endpoints_of(stack)

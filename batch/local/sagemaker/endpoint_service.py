@@ -335,3 +335,9 @@ def install(stack: EmbeddedStack) -> Endpoints:
     async_endpoint_service.install_runtime(stack, endpoints)
     realtime_endpoint_service.install_runtime(stack, endpoints)
     return endpoints
+
+
+def endpoints_of(stack: EmbeddedStack) -> Endpoints:
+    """What `install` put on this stack (tests and benchmarks observe fleets through it)."""
+    assert stack.endpoints is not None, "the stack is not started"
+    return stack.endpoints
