@@ -6,7 +6,8 @@ rest, writing to the same outputs.
 
 Outputs mirror the input key below the trigger's input prefix (`input/site-a/x.jpg` ->
 `keypoints/site-a/x.jpg.json`), as an S3 upload would; elsewhere the whole key is kept (--input-root
-changes this). Exit 1 if any image failed."""
+changes this). With --model-package ARN|latest-approved the endpoint must serve that package now (its
+results then name the package's model); otherwise exit 2, naming what it serves. Exit 1 if any image failed."""
 
 from __future__ import annotations
 

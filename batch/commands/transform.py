@@ -1,6 +1,8 @@
 """Launch a SageMaker Batch Transform job over every image under an S3 prefix, on AWS or (--local) on the
 running `pose-batch local up` stack. With --wait: progress, then the job's summary and _REPORT.html.
 Ctrl-C stops only the waiting: the job keeps running; `pose-batch transform --attach JOB` follows it again.
+The model: --model-package ARN|latest-approved, else --model-data, else the approved default model of the
+registry group (`pose-batch models approve`), else $POSEBATCH_MODEL_DATA (with --local: the stack's model).
 
   pose-batch transform s3://BUCKET/in/ --output s3://BUCKET/out/ --wait
   pose-batch transform --local s3://posebatch-local/input/ --output s3://posebatch-local/output/ --wait"""

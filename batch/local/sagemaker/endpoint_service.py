@@ -199,14 +199,20 @@ class Endpoints:
                 )
             endpoint.status, endpoint.pending_config, endpoint.failure_reason = "Updating", config_name, None
             endpoint.modified = time.time()
-        updating = threading.Thread(target=self._update, args=(endpoint, config), name=f"update-{endpoint.name}")
+        retain = bool(request.get("RetainAllVariantProperties"))
+        updating = threading.Thread(
+            target=self._update, args=(endpoint, config, retain), name=f"update-{endpoint.name}"
+        )
         updating.daemon = True
         updating.start()
         return {"EndpointArn": endpoint_arn}
 
-    def _update(self, endpoint: Endpoint, config: dict[str, Any]) -> None:
+    def _update(self, endpoint: Endpoint, config: dict[str, Any], retain: bool) -> None:
+        """`retain` (RetainAllVariantProperties): the new fleet keeps the instance count autoscaling set."""
         try:
             fleet = self._start_fleet(endpoint, config)
+            if retain and endpoint.fleet is not None and endpoint.kind != "serverless":
+                fleet.scale(endpoint.fleet.instance_counts()[1])
         except Exception as exc:
             log.exception("endpoint %s: the update to %s failed", endpoint.name, config["EndpointConfigName"])
             with self._api.lock:
