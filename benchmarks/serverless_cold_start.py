@@ -98,6 +98,7 @@ def main() -> None:
     report = {
         "cpu": cpu_model() or platform.machine(),
         "cores": os.cpu_count(),
+        "load_average_after": [round(x, 1) for x in os.getloadavg()],  # other work on the machine meanwhile
         "backend": args.backend,
         "exported_model_cache": "shared" if args.warm_cache else "empty at each start",
         "runs": runs,
