@@ -93,11 +93,11 @@ def run(args: argparse.Namespace) -> int:
         clients, bucket, fallback = _use_local_stack(args)
     elif args.stack:
         bucket = _use_stack(args)
+    if not args.role:
+        raise UserError("missing --role (or POSEBATCH_ROLE_ARN, or --stack NAME)")
     if args.model:
         args.model_data = _uploaded(clients, bucket, args.model)
     choice = choose(args, clients, image_uri=args.image, model_data=args.model_data, fallback_model_data=fallback)
-    if not args.role:
-        raise UserError("missing --role (or POSEBATCH_ROLE_ARN, or --stack NAME)")
     if args.realtime:
         return _deploy_realtime(args, clients, choice)
     return _deploy_async(args, clients, choice)
