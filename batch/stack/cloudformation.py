@@ -55,10 +55,14 @@ def deploy_stack(
     on_event: EventPrinter,
     poll_s: float = 5.0,
     timeout_s: float = 3600.0,
+    template_url: str | None = None,
 ) -> DeployResult:
-    """Create or update `stack_name` with a change set and wait for it to settle."""
-    if len(template_body.encode()) > MAX_TEMPLATE_BODY_BYTES:
+    """Create or update `stack_name` with a change set and wait for it to settle. A template over the
+    inline limit goes by `template_url` (the same template, uploaded to S3)."""
+    inline = len(template_body.encode()) <= MAX_TEMPLATE_BODY_BYTES
+    if not inline and template_url is None:
         raise StackError(f"template is over {MAX_TEMPLATE_BODY_BYTES} bytes: pass it through S3 (TemplateURL)")
+    template = {"TemplateBody": template_body} if inline else {"TemplateURL": template_url}
     status = stack_status(cfn, stack_name)
     if status == "ROLLBACK_COMPLETE":
         raise StackError(
@@ -73,7 +77,7 @@ def deploy_stack(
         StackName=stack_name,
         ChangeSetName=name,
         ChangeSetType=change_type,
-        TemplateBody=template_body,
+        **template,
         Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in sorted(parameters.items())],
         Capabilities=_CAPABILITIES,
         Tags=[{"Key": "project", "Value": "posebatch"}],

@@ -85,13 +85,19 @@ def deploy(options: StackOptions, say: Say) -> cloudformation.DeployResult:
         "BatchInputPrefix": options.batch_input_prefix,
         "OutputPrefix": options.output_prefix,
     }
+    body = TEMPLATE.read_text(encoding="utf-8")
+    template_url = None
+    if len(body.encode()) > cloudformation.MAX_TEMPLATE_BODY_BYTES:  # CloudFormation then reads it from S3
+        uploaded = artifacts.upload_content_addressed(s3, bucket, TEMPLATE, "template", ".yaml")
+        template_url = f"https://{uploaded.bucket}.s3.{region}.amazonaws.com/{uploaded.key}"
     say(f"deploying stack {options.stack_name} in {region} ...")
     result = cloudformation.deploy_stack(
         cfn,
         options.stack_name,
-        TEMPLATE.read_text(encoding="utf-8"),
+        body,
         parameters,
         on_event=lambda event: say(cloudformation.format_event(event)),
+        template_url=template_url,
     )
     if options.notify_email:
         for key in ("TransformCompletionTopicArn", "AlarmTopicArn"):

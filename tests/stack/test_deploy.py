@@ -72,6 +72,9 @@ def test_deploy_update_delete(aws: Any, model_path: Path, capsys: pytest.Capture
     template_types = {r["Type"] for r in cfn_yaml.load(str(TEMPLATE))["Resources"].values()}
     created_types = {r["ResourceType"] for r in found.values()}
     assert created_types == template_types - MOTO_SKIPS
+    # The template is over CloudFormation's inline limit (51,200 bytes): it went by TemplateURL.
+    arts = [o["Key"] for o in aws("s3").list_objects_v2(Bucket="arts")["Contents"]]
+    assert TEMPLATE.stat().st_size > 51_200 and any(k.startswith("posebatch/template-") for k in arts)
     outputs = {
         o["OutputKey"]: o["OutputValue"]
         for o in aws("cloudformation").describe_stacks(StackName=STACK)["Stacks"][0]["Outputs"]
