@@ -59,7 +59,8 @@ def build_report(
     """Write `_REPORT.html` into a job's output folder or S3 prefix and return where it went.
 
     `inputs` locates the input images for failure thumbnails: a folder or S3 prefix, or a function
-    rel -> bytes; by default the `input` of the job's `_SUMMARY.json` (Batch Transform), else none.
+    rel -> bytes; by default the `input` of the job's `_SUMMARY.json` (Batch Transform) when it is an
+    `s3://` prefix, else none.
     `workers`: S3 reads in flight while streaming the records (one GET per record).
     """
     from batch.report.render import ReportPage, render
@@ -74,7 +75,9 @@ def build_report(
     for rel, lines in source.videos():
         videos.add(rel, lines)
     posters = {e.rel: thumbnail(poster_jpeg(source.annotated_start(e.rel, POSTER_BYTES))) for e in videos.entries}
-    if inputs is None and summary and isinstance(summary.get("input"), str):
+    if inputs is None and summary and isinstance(summary.get("input"), str) and summary["input"].startswith("s3://"):
+        # Only a job's S3 input: a summary is data anyone who writes under the output can forge, and
+        # `"input": "/"` must not make the report read (and upload thumbnails of) local files.
         inputs = summary["input"]
     read_input = input_reader(inputs, s3=s3) if isinstance(inputs, str) or inputs is None else inputs
     page = ReportPage(

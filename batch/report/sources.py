@@ -16,18 +16,26 @@ Two layouts are understood:
 Records are yielded as `(rel, raw bytes)` in listing order; S3 is listed page by page (1,000 keys) and each
 page's bodies are fetched concurrently, so neither the key list nor the records are ever held whole. A
 video's JSON Lines are yielded line by line as they are read (`videos`), never whole.
+
+What a report reads is named by the outputs themselves (record keys, the summary's `input`), which anyone
+who can write under the output prefix controls: local files are read only when they are regular files of
+bounded size (never a FIFO or a device), only at relative paths without `..` or a leading `/`, and a
+summary's `input` is used only when it is an `s3://` prefix (`build_report`), never a local folder.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
+from batch.errors import error_record
 from batch.output_layout import annotated_key
+from batch.regular_file import open_regular_file, read_regular_file
 from batch.s3_uri import S3Uri
 
 SUMMARY_NAME = "_SUMMARY.json"
@@ -35,7 +43,8 @@ REPORT_NAME = "_REPORT.html"
 KEYPOINTS = "keypoints/"
 ERROR_SUFFIX = ".error.json"
 VIDEO_SUFFIX = ".jsonl"
-MAX_IMAGE_BYTES = 64 * 1024 * 1024  # a thumbnail never reads a larger object
+MAX_IMAGE_BYTES = 64 * 1024 * 1024  # a thumbnail (or a summary) never reads a larger object
+MAX_RECORD_BYTES = 64 * 1024 * 1024  # a keypoint record is at most a few MB (3,000 persons)
 
 InputReader = Callable[[str], "bytes | None"]
 
@@ -75,7 +84,7 @@ class LocalSource:
             for entry in sorted(os.scandir(self.root), key=lambda e: e.name):
                 rel = _record_rel(entry.name) if entry.is_file() else None
                 if rel is not None:
-                    yield rel, Path(entry.path).read_bytes()
+                    yield rel, _read_record(Path(entry.path))
             return
         base = self.root / KEYPOINTS
         for directory, folders, files in os.walk(base):
@@ -83,7 +92,7 @@ class LocalSource:
             for name in sorted(files):
                 if name.endswith(".json"):
                     path = Path(directory, name)
-                    yield path.relative_to(base).as_posix()[: -len(".json")], path.read_bytes()
+                    yield path.relative_to(base).as_posix()[: -len(".json")], _read_record(path)
 
     def videos(self) -> Iterator[tuple[str, Iterator[bytes]]]:
         if not self.mirrored:
@@ -97,22 +106,30 @@ class LocalSource:
                     yield path.relative_to(base).as_posix()[: -len(VIDEO_SUFFIX)], _file_lines(path)
 
     def annotated(self, rel: str) -> bytes | None:
+        if not is_contained(rel):
+            return None
         path = self.root / annotated_key(rel) if self.mirrored else (self.root / rel).with_suffix(".jpg")
-        return _read_file(path)
+        return read_local_file(path)
 
     def annotated_start(self, rel: str, size: int) -> bytes | None:
+        if not is_contained(rel):
+            return None
         try:
-            with (self.root / annotated_key(rel)).open("rb") as file:
+            with open_regular_file(self.root / annotated_key(rel)) as file:
                 return file.read(size)
         except OSError:
             return None
 
     def summary(self) -> dict[str, Any] | None:
-        return _parse_summary(_read_file(self.root / SUMMARY_NAME))
+        return _parse_summary(read_local_file(self.root / SUMMARY_NAME))
 
     def write_report(self, html: bytes) -> str:
+        # Written beside and renamed over: a link planted at _REPORT.html is replaced, never written through.
+        with tempfile.NamedTemporaryFile(dir=self.root, prefix=".report-", suffix=".tmp", delete=False) as file:
+            file.write(html)
         target = self.root / REPORT_NAME
-        target.write_bytes(html)
+        os.chmod(file.name, 0o644)
+        os.replace(file.name, target)
         return str(target.resolve())
 
 
@@ -193,17 +210,39 @@ def read_s3(s3: Any, uri: S3Uri) -> bytes | None:
 
 
 def _file_lines(path: Path) -> Iterator[bytes]:
-    with path.open("rb") as file:
+    """A video's record lines; a file that is not regular (a FIFO would hang the report) yields an error
+    record line instead, which the video statistics count as the video's error."""
+    try:
+        file = open_regular_file(path)
+    except OSError as exc:
+        yield json.dumps(error_record("unreadable_record", f"the record cannot be read: {exc}")).encode()
+        return
+    with file:
         yield from file
 
 
-def _read_file(path: Path) -> bytes | None:
+def is_contained(rel: str) -> bool:
+    """Whether `rel` stays inside the folder it is joined to: relative, without `..` segments (a record
+    key such as `keypoints/../../x.json` or `keypoints//etc/x.json` must not reach outside)."""
+    return bool(rel) and not rel.startswith("/") and ".." not in rel.split("/") and "\0" not in rel
+
+
+def read_local_file(path: Path) -> bytes | None:
+    """A regular file's bytes (at most MAX_IMAGE_BYTES); None for anything missing, unreadable, too large
+    or not a regular file (a FIFO would hang the report, a link to /dev/zero exhaust its memory)."""
     try:
-        if path.stat().st_size > MAX_IMAGE_BYTES:
-            return None
-        return path.read_bytes()
+        return read_regular_file(path, MAX_IMAGE_BYTES)
     except OSError:
         return None
+
+
+def _read_record(path: Path) -> bytes:
+    """A record's bytes; a record that cannot be read becomes an error record saying why, so the report
+    counts it as a failure instead of stopping (or hanging) on it."""
+    try:
+        return read_regular_file(path, MAX_RECORD_BYTES)
+    except OSError as exc:
+        return json.dumps(error_record("unreadable_record", f"the record cannot be read: {exc}")).encode()
 
 
 def _parse_summary(body: bytes | None) -> dict[str, Any] | None:
@@ -240,4 +279,4 @@ def input_reader(location: str | None, *, s3: Any = None) -> InputReader | None:
         client = s3
         return lambda rel: read_s3(client, root.child(rel))
     folder = Path(location)
-    return lambda rel: _read_file(folder / PurePosixPath(rel))
+    return lambda rel: read_local_file(folder / PurePosixPath(rel)) if is_contained(rel) else None
