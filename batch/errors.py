@@ -109,6 +109,14 @@ class KeyTooLong(PoseError, ValueError):
     code = "key_too_long"
 
 
+class AnnotatedNameTaken(PoseError):
+    """Another input keeps this input's annotated name (`a.png.jpg` keeps `annotated/a.png.jpg` from
+    `a.png`): refused before inference, so neither output overwrites the other (`batch.output_layout`)."""
+
+    status = 409
+    code = "annotated_name_taken"
+
+
 class ModelNotReady(PoseError):
     status = 503
     code = "model_not_ready"

@@ -7,6 +7,9 @@ What the launcher decides from the listing before the job starts (`build_plan`):
 
 - Either mode: an input whose mirrored output keys (or, in images mode, the job's `.out` key) would
   pass S3's 1,024-byte key limit can never be written: refused with `key_too_long` (`key_refusals`).
+- Either mode: an input whose annotated name is another input's own (`a.png` -> `annotated/a.png.jpg`
+  beside `a.png.jpg`) would overwrite, or be overwritten by, the other's annotated image: refused with
+  `annotated_name_taken` (`annotated_name_refusals`; `batch.output_layout`).
 - Images mode sends each object whole as one request, and SageMaker fails the *whole job* when one
   object is larger than `MaxPayloadInMB`; it also requires `MaxConcurrentTransforms x MaxPayloadInMB
   <= 100`. So the payload limit is sized from the largest object (at least the mode's 6 MB), and the
@@ -38,8 +41,16 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from batch import aws
-from batch.errors import KeyTooLong, PayloadTooLarge, VideoNotAccepted
-from batch.output_layout import MAX_KEY_BYTES, annotated_key, is_video, key_fits, keypoints_key
+from batch.errors import AnnotatedNameTaken, KeyTooLong, PayloadTooLarge, VideoNotAccepted
+from batch.output_layout import (
+    MAX_KEY_BYTES,
+    annotated_key,
+    annotated_name_owners,
+    annotated_name_taken_message,
+    is_video,
+    key_fits,
+    keypoints_key,
+)
 from batch.s3_listing import list_objects
 from batch.s3_uri import S3Uri
 from batch.serving_model import ServingModel
@@ -232,6 +243,14 @@ def images_ceiling_mb(options: LaunchOptions) -> int:
     return PAYLOAD_X_CONCURRENCY // options.max_concurrent if options.max_concurrent else MAX_IMAGES_PAYLOAD_MB
 
 
+def annotated_name_refusals(rels: dict[str, int]) -> list[Refusal]:
+    """Inputs whose annotated name another input keeps (the other is transformed as usual)."""
+    return [
+        Refusal(rel, AnnotatedNameTaken.code, annotated_name_taken_message(rel, owner))
+        for rel, owner in sorted(annotated_name_owners(rels).items())
+    ]
+
+
 def build_plan(s3: Any, options: LaunchOptions, job_name: str | None = None) -> tuple[JobPlan, Sizing, ModeChoice]:
     """List the inputs, choose the mode, keep out what cannot work (`key_refusals`, `images_sizing`), and
     size the requests. `job_name`: None for the default name, which names the chosen mode."""
@@ -261,6 +280,10 @@ def build_plan(s3: Any, options: LaunchOptions, job_name: str | None = None) -> 
         refused += video_refusals(sorted(set(sizes) - {r.rel for r in refused}))
     for refusal in refused:
         del sizes[refusal.rel]
+    taken = annotated_name_refusals(sizes)
+    for refusal in taken:
+        del sizes[refusal.rel]
+    refused += taken
     if plan.mode == "images":
         sizing, too_large = images_sizing(
             sizes,

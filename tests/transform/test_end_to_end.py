@@ -169,13 +169,16 @@ def test_results_equal_the_direct_servers(run: Run, server_factory: ServerFactor
 def test_what_the_job_cannot_carry_is_refused_before_it_starts_and_the_job_completes(
     transform_stack: TransformStack, sample_images: dict[str, bytes], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A file over the payload limit (images mode), a key whose mirrored key passes S3's 1,024 bytes:
+    """A file over the payload limit (images mode), a key whose mirrored key passes S3's 1,024 bytes, an
+    input whose annotated name is another input's own (`a.png` -> `annotated/a.png.jpg`, `a.png.jpg`'s):
     each is flagged at launch, gets its error record or summary entry, and the others finish."""
     s3, bucket = transform_stack.stack.client("s3"), transform_stack.bucket
     long_rel = "deep/" + "x" * 1000 + ".jpg"
     s3.put_object(Bucket=bucket, Key="big/ok.jpg", Body=sample_images["zidane.jpg"])
     s3.put_object(Bucket=bucket, Key="big/huge.bin", Body=os.urandom(1024 * 1024 + 1))
     s3.put_object(Bucket=bucket, Key=f"big/{long_rel}", Body=sample_images["bus.jpg"])
+    s3.put_object(Bucket=bucket, Key="big/a.png", Body=encode(gradient(320, 240), "PNG"))
+    s3.put_object(Bucket=bucket, Key="big/a.png.jpg", Body=sample_images["bus.jpg"])
     options = LaunchOptions(
         input=f"s3://{bucket}/big/",
         output=f"s3://{bucket}/big-out/",
@@ -187,11 +190,19 @@ def test_what_the_job_cannot_carry_is_refused_before_it_starts_and_the_job_compl
         options, wait=True, poll_s=0.5, summary_wait_s=90, show_progress=False, clients=transform_stack.stack.client
     )
     warning = capsys.readouterr().err
-    assert "2 input(s) kept out of the job" in warning and "huge.bin" in warning and "key_too_long" in warning
+    assert "3 input(s) kept out of the job" in warning and "huge.bin" in warning and "key_too_long" in warning
     assert code == 0 and summary is not None and summary["status"] == "Completed"
-    assert (summary["done"], summary["failed"]) == (1, 2)
+    assert (summary["done"], summary["failed"]) == (2, 3)
     codes = {f["key"]: f["error"]["code"] for f in summary["failures"]}
-    assert codes == {"big/huge.bin": "payload_too_large", f"big/{long_rel}": "key_too_long"}
+    assert codes == {
+        "big/huge.bin": "payload_too_large",
+        f"big/{long_rel}": "key_too_long",
+        "big/a.png": "annotated_name_taken",
+    }
+    taken = json.loads(s3.get_object(Bucket=bucket, Key="big-out/keypoints/a.png.json")["Body"].read())["error"]
+    assert "annotated/a.png.jpg" in taken["message"] and "a.png.jpg's own" in taken["message"]
+    kept = s3.get_object(Bucket=bucket, Key="big-out/annotated/a.png.jpg")["Body"].read()
+    assert Image.open(io.BytesIO(kept)).size == (750, 1000)  # a.png.jpg's (the bus), not a.png's (320 x 240)
     record = json.loads(s3.get_object(Bucket=bucket, Key="big-out/keypoints/huge.bin.json")["Body"].read())
     assert record["error"]["code"] == "payload_too_large" and "--mode manifest" in record["error"]["message"]
     assert json.loads(s3.get_object(Bucket=bucket, Key="big-out/keypoints/ok.jpg.json")["Body"].read())["persons"]
