@@ -9,6 +9,10 @@ writing the layout every flow writes, below --out:
 
 <rel> keeps each file's path below the folder given (or below the inputs' common folder), so a/x.jpg and
 b/x.jpg never overwrite each other. Files in folders that are neither images nor videos get a "skipped" line.
+A link is posed under its own name (what it points to, wherever that is); links to folders are not followed;
+a FIFO or device named like an image gets an error record. An input whose annotated name is another input's
+own (x.png beside x.png.jpg) gets an error record instead of overwriting it. --out must not overlap an
+input (exit 2).
 
   pose-batch predict photos/ --out poses/ --model yolo11n-pose.pt
   pose-batch predict clip.mp4 --out poses/ --fps 5 --tracker botsort"""
@@ -62,35 +66,75 @@ def register(subparsers: Any) -> None:
 @dataclass(frozen=True)
 class Found:
     images: list[tuple[Path, str]]  # (file, its relative path in the output layout): images and videos
-    skipped: list[Path]  # files in the folders given that are neither
+    skipped: list[tuple[Path, str]]  # (file in a folder given, why it is not posed)
 
 
 def collect_images(inputs: list[Path]) -> Found:
     """Every image and video under the inputs with its relative path below their common folder; `UserError`
-    for an input that does not exist."""
+    for an input that does not exist.
+
+    Paths are made absolute without resolving links: a link is posed (what it points to, wherever that is)
+    under its own name, so a link to another image of the folder gets outputs of its own and a link out
+    of the folder is no error. Links to folders are not followed (no loops): they are reported skipped."""
     missing = [str(p) for p in inputs if not p.exists()]
     if missing:
         raise UserError(f"no such file or folder: {', '.join(missing)}")
-    bases = [p.resolve() if p.is_dir() else p.resolve().parent for p in inputs]
+    absolute = [Path(os.path.abspath(p)) for p in inputs]
+    bases = [p if p.is_dir() else p.parent for p in absolute]
     base = Path(os.path.commonpath(bases))
     images: list[tuple[Path, str]] = []
-    skipped: list[Path] = []
-    for item in inputs:
-        files = sorted(p for p in item.rglob("*") if p.is_file()) if item.is_dir() else [item]
-        for path in files:
+    skipped: list[tuple[Path, str]] = []
+    seen: set[str] = set()
+    for item in absolute:
+        for path in _files(item, skipped) if item.is_dir() else [item]:
             if item.is_dir() and not input_type_for(path.name):
-                skipped.append(path)
-            else:
-                images.append((path, path.resolve().relative_to(base).as_posix()))
+                skipped.append((path, "not an image or video file"))
+                continue
+            rel = path.relative_to(base).as_posix()
+            if rel not in seen:  # an input inside another input folder is posed once
+                seen.add(rel)
+                images.append((path, rel))
     return Found(images, skipped)
+
+
+def _files(folder: Path, skipped: list[tuple[Path, str]]) -> list[Path]:
+    """The files below `folder` in a stable order; links to files count as files (a broken link too: its
+    error record says why), links to folders are reported in `skipped`."""
+    found: list[Path] = []
+    for directory, folders, files in os.walk(folder):  # never follows links to folders
+        folders.sort()
+        for name in folders:
+            if os.path.islink(os.path.join(directory, name)):
+                skipped.append((Path(directory, name), "a link to a folder (not followed)"))
+        found += [Path(directory, name) for name in sorted(files)]
+    return found
+
+
+def check_output_folder(out: Path, inputs: list[Path]) -> None:
+    """`UserError` when --out and an input overlap: writing the outputs would overwrite inputs (and pose
+    them again on the next run). Real paths here, links resolved: what matters is where bytes land."""
+    target = Path(os.path.realpath(out))
+    for given in inputs:
+        real = Path(os.path.realpath(given))
+        if real.is_dir() and (target == real or real in target.parents):
+            raise UserError(
+                f"--out {out} is inside the input folder {given}: the outputs would overwrite or join its "
+                "files; choose an --out outside the inputs"
+            )
+        if target in real.parents:
+            raise UserError(
+                f"the input {given} is inside --out {out}: the outputs could overwrite it; "
+                "choose an --out outside the inputs"
+            )
 
 
 def run(args: argparse.Namespace) -> int:
     from batch.settings import Settings
 
     found = collect_images(args.inputs)
-    for path in found.skipped:
-        print(f"{path}: skipped (not an image or video file)")
+    check_output_folder(args.out, args.inputs)
+    for path, why in found.skipped:
+        print(f"{path}: skipped ({why})")
     if not found.images:
         extensions = sorted({*IMAGE_EXTENSIONS, *VIDEO_EXTENSIONS})
         raise UserError(
@@ -98,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
             f"(looked for {', '.join('.' + e for e in extensions)} files, in subfolders too)"
         )
     settings = _settings(args, Settings.from_env())
-    outcomes = asyncio.run(_pose_all(settings, found.images, args.out))
+    outcomes = asyncio.run(_pose_all(settings, found.images, args.out, _annotated_names_taken(found.images)))
     failed = len(outcomes) - sum(outcomes)
     print(
         f"{sum(outcomes)} posed, {failed} failed, {len(found.skipped)} skipped; outputs in {args.out.resolve()}"
@@ -125,6 +169,8 @@ def _settings(args: argparse.Namespace, settings: Any) -> Any:
         "video_gmc": args.gmc,
     }
     given = {name: value for name, value in changes.items() if value is not None}
+    if args.imgsz is not None:  # the serving cap (POSE_MAX_IMGSZ) guards a shared server, not a local run
+        given["max_imgsz"] = max(settings.max_imgsz, args.imgsz)
     if args.frame_stride is not None:
         given["video_fps"] = None  # a stride given replaces a rate from the environment
     try:
@@ -134,15 +180,30 @@ def _settings(args: argparse.Namespace, settings: Any) -> Any:
         raise UserError(f"bad option: {problems}") from None
 
 
-async def _pose_all(settings: Any, images: list[tuple[Path, str]], out: Path) -> list[bool]:
-    from batch.errors import PoseError, error_record
+def _annotated_names_taken(images: list[tuple[Path, str]]) -> dict[str, str]:
+    """rel -> the input that keeps its annotated name (`a.png` beside `a.png.jpg`; `batch.output_layout`)."""
+    from batch.output_layout import annotated_name_owners
+
+    return annotated_name_owners({rel for _, rel in images})
+
+
+async def _pose_all(
+    settings: Any, images: list[tuple[Path, str]], out: Path, taken: dict[str, str] | None = None
+) -> list[bool]:
+    from batch.errors import AnnotatedNameTaken, PoseError, error_record
     from batch.inference.engine import PoseEngine
-    from batch.output_layout import annotated_key, keypoints_key
+    from batch.output_layout import annotated_key, annotated_name_taken_message, keypoints_key
+    from batch.regular_file import open_regular_file, read_regular_file
     from batch.video.flows import error_lines, pose_video_files
 
     engine = PoseEngine.load(settings)
     limit = asyncio.Semaphore(MAX_IN_FLIGHT)
     video_limit = asyncio.Semaphore(MAX_VIDEOS_IN_FLIGHT)
+    taken_names = taken or {}
+
+    def check_name(rel: str) -> None:
+        if rel in taken_names:
+            raise AnnotatedNameTaken(annotated_name_taken_message(rel, taken_names[rel]))
 
     def write(rel_key: str, data: bytes) -> None:
         target = out / rel_key
@@ -152,6 +213,8 @@ async def _pose_all(settings: Any, images: list[tuple[Path, str]], out: Path) ->
     async def pose_video(path: Path, rel: str) -> bool:
         async with video_limit:
             try:
+                check_name(rel)
+                open_regular_file(path).close()  # a FIFO or a device named like a video: its record, no hang
                 header = await pose_video_files(
                     engine,
                     path,
@@ -178,7 +241,10 @@ async def _pose_all(settings: Any, images: list[tuple[Path, str]], out: Path) ->
             return await pose_video(path, rel)
         async with limit:
             try:
-                prediction = await engine.predict(path.read_bytes(), annotate=True)
+                check_name(rel)
+                # A FIFO or a link to a device named like an image gets an error record, never a hang.
+                data = read_regular_file(path, settings.max_s3_object_bytes)
+                prediction = await engine.predict(data, annotate=True)
             except (PoseError, OSError) as exc:
                 message = exc.message if isinstance(exc, PoseError) else f"cannot read the file: {exc}"
                 code = exc.code if isinstance(exc, PoseError) else "unreadable_file"
@@ -200,8 +266,9 @@ async def _pose_all(settings: Any, images: list[tuple[Path, str]], out: Path) ->
 
 def _write_report(out: Path, by_rel: dict[str, Path]) -> None:
     from batch.report import build_report
+    from batch.report.sources import read_local_file
 
     try:  # failure thumbnails come from the inputs
-        print(f"report: {build_report(str(out), inputs=lambda rel: by_rel[rel].read_bytes()).location}")
+        print(f"report: {build_report(str(out), inputs=lambda rel: read_local_file(by_rel[rel])).location}")
     except Exception as exc:  # the results are written; a report that fails must not hide them
         print(f"report not written: {type(exc).__name__}: {exc}", file=sys.stderr)

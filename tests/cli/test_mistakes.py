@@ -21,6 +21,8 @@ MISTAKES = [
     ("predict-empty-folder", ["predict", "{empty}"], USAGE, "no images or videos found in"),
     ("predict-no-such-path", ["predict", "{tmp}/nope.jpg"], USAGE, "no such file or folder"),
     ("predict-no-arguments", ["predict"], USAGE, "the following arguments are required"),
+    ("predict-out-is-input", ["predict", "{images}", "--out", "{images}"], USAGE, "is inside the input folder"),
+    ("predict-input-in-out", ["predict", "{images}", "--out", "{tmp}"], USAGE, "is inside --out"),
     ("submit-not-s3", ["submit", "bucket/x/"], USAGE, "not an S3 URI"),
     ("submit-local-no-stack", ["submit", "--local", "s3://b/in/"], USAGE, "start one in another terminal"),
     ("transform-local-no-stack", ["transform", "--local", "s3://b/in/", "--output", "s3://b/out/"], USAGE,
