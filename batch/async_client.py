@@ -17,14 +17,16 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from batch import aws
+from batch.async_inference.annotated_names import check_annotated_name
 from batch.async_inference.layout import AsyncLayout, Placement, inference_id
 from batch.async_inference.outcome_notifications import OutcomeNotifications
+from batch.async_inference.records import write_error_record
 from batch.async_inference.retry import classify
 from batch.async_inference.trigger import endpoint_output_root, invocation_request
 from batch.content_types import input_type_for
-from batch.errors import KeyTooLong
+from batch.errors import AnnotatedNameTaken, KeyTooLong
 from batch.orchestration_settings import DEFAULT_INPUT_PREFIX, TriggerConfig
-from batch.output_layout import as_prefix, is_video
+from batch.output_layout import annotated_name_owners, annotated_name_taken_message, as_prefix, is_video
 from batch.s3_uri import S3Uri
 from batch.schema import ErrorDetail, ErrorRecord, PoseResult
 from batch.video.records import VideoHeader
@@ -120,7 +122,31 @@ class AsyncPoseClient:
             if not input_type_for(key)
         ]
         images = [key for key in keys if input_type_for(key)]
-        return skipped + list(await asyncio.gather(*(self._submit_one(layout, target.bucket, key) for key in images)))
+        taken = await self._annotated_names_taken(layout, target, images)
+        submitted = [self._submit_one(layout, target.bucket, key, taken.get(key)) for key in images]
+        return skipped + list(await asyncio.gather(*submitted))
+
+    async def _annotated_names_taken(self, layout: AsyncLayout, target: S3Uri, images: list[str]) -> dict[str, str]:
+        """key -> the error record's message, for each image whose annotated name another input keeps
+        (`batch.output_layout`): found in the listing of a prefix (both inputs share a folder), asked of S3
+        for one object (which, keeping a partner's name, also gives the partner its record)."""
+        placements = {key: p for key in images if (p := layout.place(target.bucket, key)) is not None}
+        if len(images) != 1 or images[0] != target.key:
+            by_rel = {p.relative_key: key for key, p in placements.items()}
+            return {
+                by_rel[rel]: annotated_name_taken_message(rel, owner)
+                for rel, owner in annotated_name_owners(by_rel).items()
+            }
+        if not placements:
+            return {}
+        ((key, placement),) = placements.items()
+        s3 = self._clients["s3"]
+        names = await self._call(lambda: check_annotated_name(s3, layout, placement))
+        refusal, displaced = names.refusal(placement), names.displaced_message(placement)
+        if names.displaced is not None and displaced is not None:
+            where = names.displaced.keypoints_uri
+            await self._call(lambda: write_error_record(s3, where, AnnotatedNameTaken.code, displaced))
+        return {key: refusal} if refusal is not None else {}
 
     async def _keys(self, target: S3Uri) -> list[str]:
         """The object itself, or every object under the prefix (images and others: others are reported)."""
@@ -135,11 +161,17 @@ class AsyncPoseClient:
         objects = await self._call(lambda: [o["Key"] for page in pages for o in page.get("Contents", [])])
         return [key for key in objects if not key.endswith("/")]  # "folder" markers are not files
 
-    async def _submit_one(self, layout: AsyncLayout, bucket: str, key: str) -> Submission | Outcome:
+    async def _submit_one(
+        self, layout: AsyncLayout, bucket: str, key: str, name_taken: str | None = None
+    ) -> Submission | Outcome:
         placement = layout.place(bucket, key)
         if placement is None:
             return _failed(f"s3://{bucket}/{key}", None, "not_an_input", "not an image or video under the input root")
         s3 = self._clients["s3"]
+        if name_taken is not None:  # not posed: its record says why, as the trigger's would
+            where = placement.keypoints_uri
+            await self._call(lambda: write_error_record(s3, where, AnnotatedNameTaken.code, name_taken))
+            return _failed(placement.input_uri, None, AnnotatedNameTaken.code, name_taken)
         try:
             head = await self._call(lambda: s3.head_object(Bucket=bucket, Key=key))
             request_id = inference_id(bucket, key, head.get("VersionId") or head.get("ETag"))

@@ -15,6 +15,10 @@ ends with a record. A submission that fails (throttling, the endpoint gone) is r
 `submission_failed` record is written before the message goes to the dead-letter queue
 (`pose-batch dlq`). Messages the invocation has no time left for are reported failed, not attempted
 (`lambda_clients`). Configuration: `batch.orchestration_settings.TriggerConfig`.
+
+An image whose annotated name another input keeps (`a.png` beside `a.png.jpg`) is not submitted: it gets
+the `annotated_name_taken` error record; the input that keeps the name gives its partner that record when
+it arrives second (`annotated_names`).
 """
 
 from __future__ import annotations
@@ -23,11 +27,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from batch.async_inference.annotated_names import check_annotated_name
 from batch.async_inference.lambda_clients import has_time_for_a_call
 from batch.async_inference.layout import AsyncLayout, Placement, inference_id, output_root_of
 from batch.async_inference.records import write_error_record
 from batch.async_inference.s3_notifications import ObjectCreated, is_sqs_event, object_events, receive_counts
-from batch.errors import KeyTooLong
+from batch.errors import AnnotatedNameTaken, KeyTooLong
 from batch.orchestration_settings import OUTPUT_URI, TriggerConfig
 
 log = logging.getLogger(__name__)
@@ -91,6 +96,9 @@ class S3Trigger:
             return
         if request["InferenceId"] in submitted:
             return  # the same object twice in one batch (multipart uploads: Put + CompleteMultipartUpload)
+        if self._annotated_name_taken(created):
+            rejected.add(f"s3://{created.bucket}/{created.key}")
+            return
         response = self._runtime.invoke_endpoint_async(**request)
         submitted.add(request["InferenceId"])
         log.info(
@@ -99,6 +107,25 @@ class S3Trigger:
             request["InferenceId"],
             response.get("OutputLocation"),
         )
+
+    def _annotated_name_taken(self, created: ObjectCreated) -> bool:
+        """True when another input keeps this image's annotated name (its error record is written); when
+        this image keeps the name of a partner already there, the partner's record becomes the error."""
+        layout = self.layout_for(created.bucket)
+        placement = layout.place(created.bucket, created.key)
+        if placement is None or self._s3 is None:
+            return False
+        names = check_annotated_name(self._s3, layout, placement)
+        refusal = names.refusal(placement)
+        if refusal is not None:
+            log.error("not submitted: %s: %s", placement.input_uri, refusal)
+            write_error_record(self._s3, placement.keypoints_uri, AnnotatedNameTaken.code, refusal)
+            return True
+        displaced = names.displaced_message(placement)
+        if names.displaced is not None and displaced is not None:
+            log.warning("%s: %s", names.displaced.input_uri, displaced)
+            write_error_record(self._s3, names.displaced.keypoints_uri, AnnotatedNameTaken.code, displaced)
+        return False
 
     def _reject(self, created: ObjectCreated, exc: KeyTooLong) -> None:
         """Never retried (it cannot succeed): logged, and its error record written where the result

@@ -55,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
 
         clients = stack_clients(local_home(args))
     found = collect_images(args.files)
-    for path in found.skipped:
-        print(f"{path}: skipped (not an image file)", file=sys.stderr)
+    for skipped, why in found.skipped:
+        print(f"{skipped}: skipped ({why})", file=sys.stderr)
     if not found.images:
         raise UserError(f"no images in {', '.join(str(f) for f in args.files)}")
     runtime = clients("sagemaker-runtime")

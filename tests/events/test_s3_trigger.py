@@ -303,3 +303,59 @@ def test_a_key_too_long_for_custom_attributes_is_rejected_once_with_an_error_rec
     body = stack.client("s3").get_object(Bucket=BUCKET, Key=f"out/keypoints/{key[3:]}.json")["Body"].read()
     error = json.loads(body)["error"]
     assert error["code"] == KeyTooLong.code and "CustomAttributes" in error["message"]
+
+
+def test_an_image_whose_annotated_name_another_input_keeps_is_not_submitted(stack: Any) -> None:
+    """`a.png` and `a.png.jpg` both map to `annotated/a.png.jpg`: the trigger sees one key at a time and
+    asks S3 for the other. In either order, a.png.jpg keeps the name and a.png gets the error record."""
+    s3 = stack.client("s3")
+    for key in ("in/n/a.png", "in/n/a.png.jpg", "in/n/b.png", "in/n/b.png.jpg"):
+        s3.put_object(Bucket=BUCKET, Key=key, Body=b"x")
+    handler = build_handler(
+        TriggerConfig(endpoint_name="missing", input_prefix="in/", output_uri=f"s3://{BUCKET}/out/"),
+        stack.client("sagemaker-runtime"),  # no such endpoint: an invocation fails, so none may happen
+        s3=s3,
+    )
+
+    def record(rel: str) -> dict[str, str]:
+        body = s3.get_object(Bucket=BUCKET, Key=f"out/keypoints/{rel}.json")["Body"].read()
+        return dict(json.loads(body)["error"])
+
+    # The partner's event after the owner is there: refused, never invoked, its record says why.
+    assert handler(s3_event("in/n/a.png"), None) == {"submitted": 0, "rejected": 1}
+    taken = record("n/a.png")
+    assert taken["code"] == "annotated_name_taken" and "annotated/n/a.png.jpg" in taken["message"]
+    # The owner's event after its partner was posed: the owner is invoked (and fails here, no endpoint),
+    # and the partner's record becomes the error record, its annotated image about to be replaced.
+    s3.put_object(Bucket=BUCKET, Key="out/keypoints/n/b.png.json", Body=b'{"persons": []}')
+    with pytest.raises(RuntimeError, match="1 invocation"):
+        handler(s3_event("in/n/b.png.jpg"), None)
+    assert record("n/b.png")["code"] == "annotated_name_taken"
+    # A plain JPEG or PNG without a partner is submitted as before (and fails here, no endpoint).
+    for lone in ("in/n/c.jpg", "in/n/c.png"):
+        with pytest.raises(RuntimeError, match="1 invocation"):
+            handler(s3_event(lone), None)
+
+
+def test_submit_refuses_the_same_inputs(stack: Any) -> None:
+    """`pose-batch submit` (batch.async_client): a prefix's listing holds both inputs of a pair; one object
+    submitted alone is checked against S3 as the trigger does."""
+    from batch.async_client import AsyncPoseClient, Outcome, run_sync
+
+    s3 = stack.client("s3")
+    for key in ("in/s/a.png", "in/s/a.png.jpg", "in/t/b.png", "in/t/b.png.jpg"):
+        s3.put_object(Bucket=BUCKET, Key=key, Body=b"x")
+    client = AsyncPoseClient("missing", output_uri=f"s3://{BUCKET}/out/", clients=stack.client)
+
+    listed = run_sync(client.submit(f"s3://{BUCKET}/in/s/", input_root=f"s3://{BUCKET}/in/"))
+    alone = run_sync(client.submit(f"s3://{BUCKET}/in/t/b.png", input_root=f"s3://{BUCKET}/in/"))
+
+    codes = {o.input_uri: o.error.code for o in listed + alone if isinstance(o, Outcome) and o.error}
+    assert codes == {
+        f"s3://{BUCKET}/in/s/a.png": "annotated_name_taken",
+        f"s3://{BUCKET}/in/s/a.png.jpg": "submit_failed",  # kept its name; no endpoint here
+        f"s3://{BUCKET}/in/t/b.png": "annotated_name_taken",
+    }
+    for rel in ("s/a.png", "t/b.png"):
+        body = s3.get_object(Bucket=BUCKET, Key=f"out/keypoints/{rel}.json")["Body"].read()
+        assert json.loads(body)["error"]["code"] == "annotated_name_taken"
