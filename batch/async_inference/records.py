@@ -27,6 +27,7 @@ ORCHESTRATION_CODES = frozenset(
         "inference_failed",
         "input_unreadable",
         "inference_rejected",
+        "annotated_name_taken",
     }
 )
 
@@ -53,6 +54,11 @@ def record_exists(s3: Any, uri: str) -> bool:
             return False
         raise
     return True
+
+
+def is_missing(exc: Exception) -> bool:
+    """Whether a boto3 error says the object does not exist (404)."""
+    return _status(exc) == 404
 
 
 def _status(exc: Exception) -> int | None:

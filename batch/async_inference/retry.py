@@ -11,6 +11,13 @@ the local stack runs the same handler through SNS -> SQS -> its poller.
   keys), after a backoff, at most `RetryPolicy.attempts` times. After that, the error record is
   written at the mirrored key, saying what failed and how to retry.
 
+Only failures of requests this stack made are handled: the notification must name this endpoint, an input
+under the input prefix, and that input's inference id as it is now (the trigger's deterministic id of
+its current version, from a HEAD of the input). Anything else is logged and ignored, never retried or
+recorded: a forged notification (or one for an image replaced since, whose new version has its own
+request) must not re-invoke the endpoint or overwrite a good record. The topic policy keeps other
+publishers out in the first place (infra/template.yaml).
+
 The retry count lives in S3, next to SageMaker's own objects: `<output root>/_async/attempts/<id>.json`.
 The error notification does not echo CustomAttributes, so a count carried in the request could not
 come back; S3 needs no new service, and the marker is deleted once the final record is written, so a
@@ -28,8 +35,13 @@ from typing import Any
 
 from batch.async_inference.failure_notifications import FailedInference, failed_inferences
 from batch.async_inference.lambda_clients import has_time_for_a_call
-from batch.async_inference.layout import AsyncLayout, Placement
-from batch.async_inference.records import record_exists, write_error_record, written_by_container_since
+from batch.async_inference.layout import AsyncLayout, Placement, inference_id
+from batch.async_inference.records import (
+    is_missing,
+    record_exists,
+    write_error_record,
+    written_by_container_since,
+)
 from batch.async_inference.trigger import invocation_request
 from batch.orchestration_settings import RetryPolicy, TriggerConfig
 from batch.s3_uri import S3Uri
@@ -109,11 +121,21 @@ class AsyncErrorHandler:
 
     def _decide(self, failure: FailedInference) -> _Retry | None:
         """None when the failure is final (its record written, or left to the container's own)."""
-        source = S3Uri.parse(failure.input_location)
+        try:
+            source = S3Uri.parse(failure.input_location)
+        except ValueError:
+            log.warning("ignored, not ours: a failure of %r", failure.input_location[:300])
+            return None
         layout = self.layout_for(source.bucket)
         placement = layout.place(source.bucket, source.key)
-        if placement is None or failure.endpoint_name not in ("", self.config.endpoint_name):
-            log.info("not ours: %s on %s", failure.input_location, failure.endpoint_name)
+        if placement is None or failure.endpoint_name != self.config.endpoint_name:
+            log.warning("ignored, not ours: failed %s on endpoint %r", failure.input_location, failure.endpoint_name)
+            return None
+        if not self._is_current_request(source, failure.inference_id):
+            log.warning(
+                "ignored: %s is not the inference id of %s as it is now (forged, or the image changed since)",
+                failure.inference_id[:100], failure.input_location,
+            )  # fmt: skip
             return None
         if record_exists(self._s3, f"{layout.s3_output_path}/{failure.inference_id}.out"):
             log.info("%s already succeeded (a duplicate failed): nothing to do", failure.inference_id)
@@ -143,6 +165,18 @@ class AsyncErrorHandler:
         request = invocation_request(self.config, placement, failure.inference_id)
         log.info("retry %d of %s after %s", done + 1, failure.input_location, failure.reason[:200])
         return _Retry(failure, placement, code, self.policy.delay_s(done + 1), request)
+
+    def _is_current_request(self, source: S3Uri, request_id: str) -> bool:
+        """Whether `request_id` is what the trigger (or `submit`) names a request for `source` as it is
+        now; an input that is gone has no request to retry. Other errors raise: the notification is
+        then retried and dead-lettered (alarmed), never silently dropped."""
+        try:
+            head = self._s3.head_object(Bucket=source.bucket, Key=source.key)
+        except Exception as exc:
+            if is_missing(exc):
+                return False
+            raise
+        return inference_id(source.bucket, source.key, head.get("VersionId") or head.get("ETag")) == request_id
 
     def _retries_done(self, marker: S3Uri) -> int:
         try:

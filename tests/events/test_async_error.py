@@ -23,13 +23,17 @@ BUCKET = "posebatch-errors"
 CONFIG = TriggerConfig(endpoint_name="gone", input_prefix="in/", output_uri=f"s3://{BUCKET}/out/", max_receive_count=3)
 
 
-def notification(key: str, reason: str, *, status: str = "Failed") -> dict[str, Any]:
-    """SageMaker's async error notification (the shape the stand-in publishes, as documented)."""
+def notification(key: str, reason: str, *, status: str = "Failed", s3: Any = None) -> dict[str, Any]:
+    """SageMaker's async error notification (the shape the stand-in publishes, as documented). With `s3`,
+    the input is uploaded first and the id is the one the trigger gives it (the handler checks it)."""
+    version = "etag"
+    if s3 is not None:
+        version = s3.put_object(Bucket=BUCKET, Key=key, Body=key.encode())["ETag"]
     return {
         "awsRegion": "us-east-1",
         "invocationStatus": status,
         "failureReason": reason,
-        "inferenceId": inference_id(BUCKET, key, "etag"),
+        "inferenceId": inference_id(BUCKET, key, version),
         "requestParameters": {"endpointName": "gone", "inputLocation": f"s3://{BUCKET}/{key}"},
         "eventSource": "aws:sagemaker",
         "eventName": "InferenceResult",
@@ -115,9 +119,9 @@ def test_retries_are_bounded_and_backed_off_then_the_record_is_written(stack: An
         stack.client("s3"),
         sleep=delays.append,
     )
-    failure = notification("in/t/a.jpg", "Inference timed out after 1s (InvocationTimeoutSeconds)")
-    marker = f"out/_async/attempts/{failure['inferenceId']}.json"
     s3 = stack.client("s3")
+    failure = notification("in/t/a.jpg", "Inference timed out after 1s (InvocationTimeoutSeconds)", s3=s3)
+    marker = f"out/_async/attempts/{failure['inferenceId']}.json"
     for retry in (1, 2):
         assert handler(sns_event(failure)) == {"retried": 1, "final": 0}
         assert json.loads(s3.get_object(Bucket=BUCKET, Key=marker)["Body"].read())["retries"] == retry
@@ -137,9 +141,9 @@ def test_final_failures_keep_the_containers_record_or_get_one(stack: Any) -> Non
     s3.put_object(Bucket=BUCKET, Key="out/keypoints/c/own.jpg.json", Body=b'{"error": {"code": "invalid_image"}}')
     rejected = "ClientError: Received client error (400) from primary"
     event = sqs_event(
-        json.dumps(notification("in/c/own.jpg", rejected)),
-        json.dumps(notification("in/c/unread.jpg", "ClientError: Unable to read the input location")),
-        json.dumps(notification("elsewhere/x.jpg", rejected)),
+        json.dumps(notification("in/c/own.jpg", rejected, s3=s3)),
+        json.dumps(notification("in/c/unread.jpg", "ClientError: Unable to read the input location", s3=s3)),
+        json.dumps(notification("elsewhere/x.jpg", rejected, s3=s3)),
     )
     assert handler(event) == {"batchItemFailures": []}
     assert record(stack, "out/keypoints/c/own.jpg.json")["code"] == "invalid_image"
@@ -148,7 +152,7 @@ def test_final_failures_keep_the_containers_record_or_get_one(stack: Any) -> Non
 
 def test_a_duplicate_that_succeeded_is_not_retried(stack: Any) -> None:
     s3 = stack.client("s3")
-    failure = notification("in/d/ok.jpg", "ServerError: the model container did not answer")
+    failure = notification("in/d/ok.jpg", "ServerError: the model container did not answer", s3=s3)
     s3.put_object(Bucket=BUCKET, Key=f"out/_async/responses/{failure['inferenceId']}.out", Body=b"{}")
     handler = AsyncErrorHandler(CONFIG, RetryPolicy(), stack.client("sagemaker-runtime"), s3)
     assert handler(sns_event(failure)) == {"retried": 0, "final": 1}
@@ -192,10 +196,44 @@ def test_a_result_the_container_wrote_after_the_request_was_received_ends_it(
     s3 = stack.client("s3")
     key = f"in/late-{received_offset_s}/a.jpg"
     s3.put_object(Bucket=BUCKET, Key=f"out/keypoints/late-{received_offset_s}/a.jpg.json", Body=b'{"persons": []}')
-    failure = notification(key, "Inference timed out after 1s (InvocationTimeoutSeconds)")
+    failure = notification(key, "Inference timed out after 1s (InvocationTimeoutSeconds)", s3=s3)
     received = datetime.now(timezone.utc) + timedelta(seconds=received_offset_s)
     failure["receivedTime"] = received.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     handler = AsyncErrorHandler(
         CONFIG, RetryPolicy(attempts=1, backoff_s=0), stack.client("sagemaker-runtime"), s3, sleep=lambda _: None
     )
     assert handler(sns_event(failure))["retried"] == retried
+
+
+def test_notifications_it_cannot_match_to_a_request_are_ignored(stack: Any) -> None:
+    """Anyone who could publish on the error topic once made the handler re-invoke the endpoint and, after
+    the retries, overwrite a good record. A notification must name this endpoint and the input's current
+    inference id (the trigger's, from its ETag); anything else changes nothing."""
+    s3 = stack.client("s3")
+    key, good = "in/forged/a.jpg", b'{"persons": []}'
+    s3.put_object(Bucket=BUCKET, Key="out/keypoints/forged/a.jpg.json", Body=good)
+    real = notification(key, "Inference timed out after 1s (InvocationTimeoutSeconds)", s3=s3)
+    forged = [
+        {**real, "inferenceId": "f" * 64},  # an id the trigger never gave it
+        {**real, "inferenceId": notification(key, "")["inferenceId"]},  # the id of another version
+        {**real, "requestParameters": {**real["requestParameters"], "endpointName": ""}},
+        {**real, "requestParameters": {**real["requestParameters"], "endpointName": "someone-else"}},
+        {**real, "requestParameters": {**real["requestParameters"], "inputLocation": f"s3://{BUCKET}/in/none.jpg"}},
+        {**real, "requestParameters": {**real["requestParameters"], "inputLocation": "http://evil/in/a.jpg"}},
+    ]
+    delays: list[float] = []
+    handler = AsyncErrorHandler(
+        CONFIG, RetryPolicy(attempts=2, backoff_s=0), stack.client("sagemaker-runtime"), s3, sleep=delays.append
+    )
+
+    def attempts() -> list[str]:
+        return [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="out/_async/attempts/").get("Contents", [])]
+
+    before = attempts()
+    for _ in range(4):  # more than the retries: the last would have written the error record
+        assert handler(sqs_event(*map(json.dumps, forged))) == {"batchItemFailures": []}
+
+    assert delays == []  # nothing was re-invoked
+    assert s3.get_object(Bucket=BUCKET, Key="out/keypoints/forged/a.jpg.json")["Body"].read() == good
+    assert attempts() == before  # no retry was counted either
+    assert handler(sns_event(real)) == {"retried": 1, "final": 0}  # the real one is still handled

@@ -209,3 +209,46 @@ def test_buildspec_builds_the_dockerfile_and_pushes_to_ecr() -> None:
     commands = " ".join(c for phase in spec["phases"].values() for c in phase["commands"])
     for text in ("ecr get-login-password", "scanOnPush=true", "-f container/Dockerfile", "docker push"):
         assert text in commands
+
+
+TOPIC_PUBLISHERS = {  # each topic: who may publish (a role of the stack, or CloudWatch alarms)
+    "AsyncSuccessTopic": {"AWS": {"Fn::GetAtt": ["SageMakerExecutionRole", "Arn"]}},
+    "AsyncErrorTopic": {"AWS": {"Fn::GetAtt": ["SageMakerExecutionRole", "Arn"]}},
+    "TransformCompletionTopic": {
+        "AWS": [{"Fn::GetAtt": ["TransformCompletionRole", "Arn"]}, {"Fn::GetAtt": ["TransformPagesRole", "Arn"]}]
+    },
+    "AlarmTopic": {"Service": "cloudwatch.amazonaws.com"},
+}
+
+
+def test_only_the_stacks_own_publishers_may_publish_to_its_topics(resources: dict[str, Any]) -> None:
+    """Without topic policies any principal of the account could publish (forged failure notifications
+    re-invoked the endpoint and overwrote good records). Every topic: an Allow for its publisher alone, and
+    a Deny of sns:Publish for every other IAM principal (an identity policy cannot override it)."""
+    topics = {name for name, r in resources.items() if r["Type"] == "AWS::SNS::Topic"}
+    assert topics == set(TOPIC_PUBLISHERS)
+    publishing_roles = {  # every role the template lets publish is a topic's publisher
+        name
+        for name, r in resources.items()
+        if r["Type"] == "AWS::IAM::Role"
+        and any(s.get("Action") == "sns:Publish" for s in role_statements(resources, name))
+    }
+    allowed = [p["AWS"] for p in TOPIC_PUBLISHERS.values() if "AWS" in p]
+    named = {a["Fn::GetAtt"][0] for p in allowed for a in (p if isinstance(p, list) else [p])}
+    assert publishing_roles == named
+    policies = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::SNS::TopicPolicy"]
+    for topic, publisher in TOPIC_PUBLISHERS.items():
+        (policy,) = [p for p in policies if {"Ref": topic} in p["Topics"]]
+        statements = policy["PolicyDocument"]["Statement"]
+        (allowed,) = [s for s in statements if s["Effect"] == "Allow"]
+        assert allowed["Principal"] == publisher and allowed["Action"] == "sns:Publish", topic
+        (denied,) = [s for s in statements if s["Effect"] == "Deny"]
+        assert denied["Principal"] == "*" and denied["Action"] == "sns:Publish"
+        # Denied unless a service principal (CloudWatch alarms) or the allowed role itself.
+        assert denied["Condition"]["Null"] == {"aws:PrincipalServiceName": "true"}
+        if "AWS" in publisher:
+            assert denied["Condition"]["StringNotEquals"] == {"aws:PrincipalArn": publisher["AWS"]}
+        else:
+            assert "StringNotEquals" not in denied["Condition"] and allowed["Condition"]["StringEquals"] == {
+                "aws:SourceAccount": {"Ref": "AWS::AccountId"}
+            }

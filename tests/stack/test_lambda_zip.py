@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from batch.async_inference.layout import inference_id
 from batch.local.moto_server import MotoServer
 from batch.stack.lambda_zip import RUNTIME_PACKAGES, UnsupportedImport, build_lambda_zip, import_closure, project_root
 from batch.transform.plan import PLAN_ENV, JobPlan
@@ -205,6 +206,8 @@ def test_unpacked_zip_handles_recorded_events_with_only_boto3(tmp_path: Path, mo
         },
     )["ModelPackageArn"]
     s3_event = {"Records": [s3_record("input/a.jpg")]}
+    # The error handler handles only a request it can match: the input's id as the trigger gives it.
+    e_version = s3.put_object(Bucket=BUCKET, Key="input/e.jpg", Body=b"e")["ETag"]
     events = {
         "s3-event": s3_event,
         "s3-sqs-batch": {
@@ -238,7 +241,7 @@ def test_unpacked_zip_handles_recorded_events_with_only_boto3(tmp_path: Path, mo
                         "Message": json.dumps(
                             {
                                 "invocationStatus": "Failed",
-                                "inferenceId": "e" * 64,
+                                "inferenceId": inference_id(BUCKET, "input/e.jpg", e_version),
                                 "failureReason": "ClientError: Received client error (400) from primary",
                                 "requestParameters": {
                                     "endpointName": "posebatch-async",
