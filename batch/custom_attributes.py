@@ -75,10 +75,18 @@ def _int_in(name: str, text: str, low: int, high: int) -> int:
     return value
 
 
-def _imgsz(text: str) -> int:
-    value = _int_in("imgsz", text, 32, 4096)
+MAX_IMGSZ = 4096  # what the model input can be at all; a deployment caps it lower (POSE_MAX_IMGSZ)
+
+
+def _imgsz(text: str, limit: int) -> int:
+    value = _int_in("imgsz", text, 32, MAX_IMGSZ)
     if value % 32:
         raise InvalidAttributes(f"custom attribute imgsz={text!r} must be a multiple of 32")
+    if value > limit:
+        raise InvalidAttributes(
+            f"custom attribute imgsz={value} is above this endpoint's limit of {limit} (POSE_MAX_IMGSZ): "
+            "the model's memory and time grow with the square of imgsz"
+        )
     return value
 
 
@@ -108,7 +116,10 @@ def _tracker(text: str) -> str:
     return text.lower()
 
 
-def parse_custom_attributes(header: str | None, defaults: InferenceOptions) -> InferenceOptions:
+def parse_custom_attributes(
+    header: str | None, defaults: InferenceOptions, *, max_imgsz: int = MAX_IMGSZ
+) -> InferenceOptions:
+    """`defaults` updated by the header's pairs; `max_imgsz`: the deployment's cap (`Settings.max_imgsz`)."""
     if not header or not header.strip():
         return defaults
     if len(header) > MAX_LENGTH:
@@ -132,7 +143,7 @@ def parse_custom_attributes(header: str | None, defaults: InferenceOptions) -> I
         elif key == "max_det":
             options = replace(options, max_det=_int_in(key, value, 1, 3000))
         elif key == "imgsz":
-            options = replace(options, imgsz=_imgsz(value))
+            options = replace(options, imgsz=_imgsz(value, max_imgsz))
         elif key == "annotated_output":
             options = replace(options, annotated_output=S3Uri.parse(unquote(value)))
         elif key == "keypoints_output":

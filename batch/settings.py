@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Backend = Literal["auto", "torch", "onnxruntime", "openvino"]
@@ -71,6 +71,17 @@ class Settings(BaseSettings):
     iou: float = Field(0.7, ge=0.0, le=1.0, validation_alias="POSE_IOU")
     max_det: int = Field(300, ge=1, le=3000, validation_alias="POSE_MAX_DET")
     imgsz: int = Field(640, ge=32, le=4096, validation_alias="POSE_IMGSZ")
+    # The model's working memory grows with the letterboxed canvas, not the image: a 98-byte 32x32 PNG at
+    # imgsz=4096 took 12.6 s and +4.8 GB. The canvas is charged to the pixel budget, and this caps what a
+    # request may ask for.
+    max_imgsz: int = Field(
+        1280,
+        ge=32,
+        le=4096,
+        validation_alias="POSE_MAX_IMGSZ",
+        description="Largest imgsz a request may ask for (custom attribute); larger is a 400. Default 1280: "
+        "a 1280 x 1280 canvas costs ~160 MB in a CPU forward (~100 bytes per canvas pixel, measured).",
+    )
 
     # --- input limits ------------------------------------------------------------------------
     max_image_pixels: int = Field(
@@ -235,13 +246,20 @@ class Settings(BaseSettings):
     def _optional_fps(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("imgsz")
+    @field_validator("imgsz", "max_imgsz")
     @classmethod
-    def _imgsz(cls, value: int) -> int:
+    def _imgsz(cls, value: int, info: ValidationInfo) -> int:
         # The same rule as a request's `imgsz` custom attribute (the model's stride is 32).
         if value % 32:
-            raise ValueError(f"POSE_IMGSZ={value} must be a multiple of 32")
+            name = "POSE_IMGSZ" if info.field_name == "imgsz" else "POSE_MAX_IMGSZ"
+            raise ValueError(f"{name}={value} must be a multiple of 32")
         return value
+
+    @model_validator(mode="after")
+    def _imgsz_within_its_cap(self) -> Settings:
+        if self.imgsz > self.max_imgsz:
+            raise ValueError(f"POSE_IMGSZ={self.imgsz} is above POSE_MAX_IMGSZ={self.max_imgsz}")
+        return self
 
     @field_validator("allowed_buckets", mode="before")
     @classmethod

@@ -50,6 +50,13 @@ def test_invalid_attributes_name_the_problem(header: str, fragment: str) -> None
         parse_custom_attributes(header, DEFAULTS)
 
 
+def test_imgsz_above_the_deployments_cap_is_refused() -> None:
+    """POSE_MAX_IMGSZ (default 1280): the model's memory grows with imgsz squared, whatever the image."""
+    assert parse_custom_attributes("imgsz=1280", DEFAULTS, max_imgsz=1280).imgsz == 1280
+    with pytest.raises(InvalidAttributes, match=r"imgsz=1312 is above this endpoint's limit of 1280 \(POSE_MAX"):
+        parse_custom_attributes("imgsz=1312", DEFAULTS, max_imgsz=1280)
+
+
 def test_bad_annotated_output_uri() -> None:
     with pytest.raises(InvalidS3Uri):
         parse_custom_attributes("annotated_output=https://example.com/x.jpg", DEFAULTS)

@@ -48,6 +48,14 @@ def test_imgsz_is_refused_exactly_as_a_requests_imgsz_is(imgsz: str) -> None:
         parse_custom_attributes(f"imgsz={imgsz}", InferenceOptions.defaults(Settings.from_env({})))
 
 
+def test_requests_imgsz_is_capped_by_the_deployment() -> None:
+    assert Settings.from_env({}).max_imgsz == 1280
+    assert Settings.from_env({"POSE_IMGSZ": "1536", "POSE_MAX_IMGSZ": "1536"}).imgsz == 1536
+    for environ in ({"POSE_IMGSZ": "1536"}, {"POSE_MAX_IMGSZ": "1000"}, {"POSE_MAX_IMGSZ": "8192"}):
+        with pytest.raises(ValidationError):
+            Settings.from_env(environ)
+
+
 @pytest.mark.parametrize("environ", [{"POSE_CONF": "1.5"}, {"SAGEMAKER_BATCH": "maybe"}, {"POSE_BACKEND": "tpu"}])
 def test_bad_values_are_refused(environ: dict[str, str]) -> None:
     with pytest.raises(ValidationError):

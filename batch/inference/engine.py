@@ -37,7 +37,7 @@ from batch.inference.batcher import BatchStats, DynamicBatcher
 from batch.inference.decode import DecodedImage, Source, decode, open_image
 from batch.inference.device import choose_device
 from batch.inference.model_source import ModelInfo, describe, load_yolo, resolve_checkpoint
-from batch.inference.pixel_budget import PixelBudget
+from batch.inference.pixel_budget import PixelBudget, canvas_weight
 from batch.inference.postprocess import detections_batch, to_result
 from batch.inference.process_stats import peak_rss_bytes
 from batch.schema import PoseResult
@@ -56,11 +56,12 @@ class Planned:
     source: Source
     scale: int  # DCT reduction for the CPU path; 1 = full decode
     on_device: bool
+    canvas_charge: int = 0  # what its letterboxed model input costs in the pixel budget
 
     @property
     def pixels(self) -> int:
-        """What decoding it costs in the pixel budget."""
-        return self.source.pixels_at(self.scale)
+        """What decoding it and running the model on its canvas cost in the pixel budget."""
+        return self.source.pixels_at(self.scale) + self.canvas_charge
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ class PoseEngine:
         )
         self.max_pixels = settings.max_image_pixels
         self.budget = PixelBudget(settings.decode_budget_pixels)
+        self.canvas_weight = canvas_weight(backend.device.type)
         self.cpu_pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="cpu")
         self.max_batch_size = settings.batch_size_for(backend.device.type)
         self._batcher: DynamicBatcher[BatchItem, Posed | PoseError] = DynamicBatcher(
@@ -172,7 +174,8 @@ class PoseEngine:
         pixel budget meanwhile. Results are in the frame's pixels, exactly what the same pixels get as an image."""
         loop = asyncio.get_running_loop()
         options = options or self.default_options
-        async with self.budget.hold(int(rgb.shape[0]) * int(rgb.shape[1])):
+        height, width = int(rgb.shape[0]), int(rgb.shape[1])
+        async with self.budget.hold(height * width + self._canvas_charge(height, width, options.imgsz)):
             item = await loop.run_in_executor(self.cpu_pool, self.prepare_decoded, DecodedImage(rgb), options)
             outcome = await self._batcher.submit(item)
         if isinstance(outcome, PoseError):
@@ -207,7 +210,14 @@ class PoseEngine:
         source = open_image(data, max_pixels=self.max_pixels)
         scale = source.scale_for(self._min_side(options))
         on_device = self.device_decode and device_preprocess.takes(source, scale)
-        return Planned(data, options, annotate, source, scale, on_device)
+        canvas_charge = self._canvas_charge(source.height, source.width, options.imgsz)
+        return Planned(data, options, annotate, source, scale, on_device, canvas_charge)
+
+    def _canvas_charge(self, height: int, width: int, imgsz: int) -> int:
+        """The letterboxed canvas's pixels in the budget (`pixel_budget.canvas_weight`): imgsz sizes the
+        model's memory whatever the image's size."""
+        canvas = lb.plan(height, width, imgsz, self.info.stride)
+        return self.canvas_weight * canvas.canvas_h * canvas.canvas_w
 
     def _min_side(self, options: InferenceOptions) -> int:
         """The longer side the decoded image needs (0: full resolution): the model input's and the

@@ -5,6 +5,12 @@ letterboxed and annotated, whatever its size in bytes (a 155 KB PNG can hold 80 
 reserves its decoded pixel count before decoding and gives it back once its result (and annotated
 JPEG) is made; a request that does not fit waits, in arrival order, instead of failing.
 
+The model's input is charged too: the letterboxed canvas, whose size is set by `imgsz`, not by the image
+(a 32x32 PNG at imgsz=4096 is a 16.8 MP canvas). On a CPU the forward's working memory is ~90-100 bytes
+per canvas pixel (ONNX Runtime and OpenVINO, batch 1-8, imgsz 640 and 1280, measured), against the <= 12
+bytes per decoded pixel the budget's bound assumes, so a canvas pixel counts as `canvas_weight` (9)
+budget pixels there; on CUDA the forward's memory is the GPU's and the host holds the uint8 canvas only.
+
 An image larger than the whole budget is admitted alone, once nothing else holds any: it still works,
 the bound is then that image's own size, and nothing deadlocks. Waiting is strictly first come, first
 served, so a large image is never starved by a stream of small ones.
@@ -18,6 +24,15 @@ import asyncio
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+
+# Budget pixels per canvas pixel, by the device the forward runs on (the README's Memory bound).
+_CANVAS_WEIGHT = {"cuda": 1}
+CPU_CANVAS_WEIGHT = 9  # ceil(~100 bytes per canvas pixel in a CPU forward / 12 bytes per budget pixel)
+
+
+def canvas_weight(device_type: str) -> int:
+    """What one pixel of the letterboxed canvas costs in the budget when the forward runs on `device_type`."""
+    return _CANVAS_WEIGHT.get(device_type, CPU_CANVAS_WEIGHT)
 
 
 class PixelBudget:

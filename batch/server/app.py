@@ -123,7 +123,9 @@ async def _invoke(runtime: Runtime, request: Request) -> Response:
         raise ModelNotReady("the model is still loading; retry shortly")
     request_type = content_types.check_request_type(request.headers.get("content-type"))
     accept = content_types.negotiate_accept(request.headers.get("accept"))
-    options = parse_custom_attributes(request.headers.get(CUSTOM_ATTRIBUTES), InferenceOptions.defaults(settings))
+    options = parse_custom_attributes(
+        request.headers.get(CUSTOM_ATTRIBUTES), InferenceOptions.defaults(settings), max_imgsz=settings.max_imgsz
+    )
     if content_types.is_json_lines(request_type):
         body = await _read_body(request, settings.max_payload_bytes)
         return _response(await runtime.handler.handle_manifest(body, options))

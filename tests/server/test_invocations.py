@@ -81,6 +81,7 @@ BAD_REQUESTS: list[tuple[str, bytes, str | None, dict[str, str], int, str]] = [
     ("bad attribute value", b"x", "image/jpeg", {ATTRS: "iou=2"}, 400, "invalid_custom_attributes"),
     ("unproducible accept", b"x", "image/jpeg", {"Accept": "text/html"}, 406, "not_acceptable"),
     ("bad s3 uri", b"x", "image/jpeg", {ATTRS: "annotated_output=http://x/y"}, 400, "invalid_s3_uri"),
+    ("imgsz above the cap", b"x", "image/jpeg", {ATTRS: "imgsz=4096"}, 400, "invalid_custom_attributes"),
     ("empty manifest", b"\n\n", "application/jsonlines", {}, 400, "invalid_manifest_line"),
 ]
 
@@ -96,6 +97,18 @@ def test_bad_requests_get_structured_errors(
     error = response.json()["error"]
     assert error["code"] == code
     assert error["message"] and "Traceback" not in error["message"]
+
+
+def test_the_model_input_is_charged_to_the_pixel_budget(server_url: str) -> None:
+    """A 98-byte 32x32 PNG at imgsz=4096 once took +4.8 GB while the budget saw 1 KP: the letterboxed canvas
+    (here 1280 x 1280, the cap) is what the model's memory grows with, so the budget charges it (x9 on a CPU:
+    ~100 bytes per canvas pixel in the forward against 12 per budget pixel)."""
+    tiny = encode(gradient(32, 32), "PNG")
+    response = post(server_url, tiny, "image/png", **{ATTRS: "imgsz=1280"})
+    assert response.status_code == 200, response.text
+    assert response.json()["image"] == {"width": 32, "height": 32}
+    peak_mpix = httpx.get(f"{server_url}/metrics").json()["decode_budget_peak_mpix"]
+    assert peak_mpix >= 9 * 1280 * 1280 / 1e6 - 0.1  # 14.7 MP; the decode alone is 0.001 MP
 
 
 def test_payload_limit(server_factory: ServerFactory, sample_images: dict[str, bytes]) -> None:
