@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from batch.manifest_line import DEFAULT_MAX_LINES
+
 Backend = Literal["auto", "torch", "onnxruntime", "openvino"]
 Tracker = Literal["bytetrack", "botsort"]
 
@@ -146,6 +148,14 @@ class Settings(BaseSettings):
         le=256,
         validation_alias="POSE_MANIFEST_CONCURRENCY",
         description="Lines of one manifest request fetched and posed at once.",
+    )
+    max_manifest_lines: int = Field(
+        DEFAULT_MAX_LINES,
+        ge=1,
+        le=100_000,
+        validation_alias="POSE_MAX_MANIFEST_LINES",
+        description="Most lines one manifest request may hold (blank ones count); more is a 413. The launcher "
+        "keeps its shards under it.",
     )
 
     # --- dynamic batching ------------------------------------------------------------------------

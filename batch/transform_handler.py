@@ -12,11 +12,15 @@ inference, a real-time caller): an image body, or a manifest body of S3 referenc
   (`batch.transport_envelope`).
 - Video body (asynchronous inference: the dropped video is the body; spooled to a file by the app):
   `batch.video.flows.pose_video_request` poses it and writes its JSON Lines and MP4 where the caller says.
-- Manifest body (`application/jsonlines`, Batch Transform `SplitType=Line` + `MultiRecord`): every line
-  is fetched from S3 concurrently (at most `POSE_MANIFEST_CONCURRENCY` lines at once per request, each
-  object up to `POSE_MAX_S3_OBJECT_MB`), posed through the same batcher, its outputs written where the line
-  says, and answered by one JSON line, in order. A bad line is an error line, never a failed request. A
-  line naming a video is handled by `batch.video.flows.pose_manifest_video`.
+- Manifest body (`application/jsonlines`, Batch Transform `SplitType=Line` + `MultiRecord`): at most
+  `POSE_MAX_MANIFEST_LINES` lines (counted before anything else; more is a 413), each fetched from S3
+  (each object up to `POSE_MAX_S3_OBJECT_MB`), posed through the same batcher, its outputs written where
+  the line says, and answered by one JSON line, in order. A bad line is an error line, never a failed
+  request. Lines go through a bounded pool (`POSE_MANIFEST_CONCURRENCY` posed at once, at most twice that
+  many started ahead of the line answered next) and the answer is streamed as lines finish, so neither
+  the images nor the answers of a long manifest are ever held whole, and the event loop (`/ping`) stays
+  free. `_manifest_line` is the one function the pool calls per line; a line naming a video is handled
+  there by `batch.video.flows.pose_manifest_video`.
 
 Every S3 read and write goes through `S3Store`: on its own thread pool, so it never blocks inference,
 and only to the buckets the container is allowed (`POSE_ALLOWED_BUCKETS`).
@@ -27,6 +31,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import deque
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -36,9 +42,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from batch import aws, content_types, transport_envelope
 from batch.custom_attributes import InferenceOptions
-from batch.errors import BucketNotAllowed, InvalidManifest, PayloadTooLarge, PoseError, S3ObjectError
+from batch.errors import BucketNotAllowed, PayloadTooLarge, PoseError, S3ObjectError
 from batch.inference.engine import PoseEngine, Prediction
-from batch.manifest_line import ManifestLine
+from batch.manifest_line import ManifestLine, split_manifest
 from batch.output_layout import is_video
 from batch.s3_uri import S3Uri
 from batch.schema import ErrorDetail, ManifestLineResult
@@ -49,7 +55,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Reply:
-    body: bytes
+    body: bytes | AsyncIterator[bytes]  # whole, or streamed as it is made (a manifest's answer)
     content_type: str
 
 
@@ -102,22 +108,37 @@ class InvocationHandler:
         return Reply(body, content_type)
 
     async def handle_manifest(self, body: bytes, options: InferenceOptions) -> Reply:
-        # "\n" only: U+2028, U+2029 and U+0085 (which str.splitlines() also splits on) are legal in S3 keys.
-        lines = [line for line in body.decode("utf-8", errors="replace").split("\n") if line.strip()]
-        if not lines:
-            raise InvalidManifest("the manifest body holds no lines; expected one S3 image reference per line")
+        lines = split_manifest(body, self.settings.max_manifest_lines)  # refused here, before any work
         # No output locations for a whole manifest: each line names its own.
         options = replace(options, annotated_output=None, keypoints_output=None, source=None)
-        # Bounded fan-out: a long manifest must not fetch and hold all of its images at once.
+        return Reply(self._answer_lines(lines, options), content_types.JSON_LINES)
+
+    async def _answer_lines(self, lines: list[str], options: InferenceOptions) -> AsyncIterator[bytes]:
+        """One JSON line per input line, in order, each sent as soon as it and the lines before it are done.
+
+        A bounded pool: at most `manifest_concurrency` lines posed at once (their images fetched and held),
+        and at most twice that many started ahead of the line answered next (their answers held), so one
+        slow line does not idle the pool and a long manifest never holds all its images or answers. The
+        caller's pace bounds it too: nothing more is started while an answer waits to be sent."""
         slots = asyncio.Semaphore(self.settings.manifest_concurrency)
+        window = 2 * self.settings.manifest_concurrency
 
-        async def bounded(line: str) -> ManifestLineResult:
+        async def bounded(text: str) -> ManifestLineResult:
             async with slots:
-                return await self._manifest_line(line, options)
+                return await self._manifest_line(text, options)
 
-        answers = await asyncio.gather(*(bounded(line) for line in lines))
-        text = "".join(answer.model_dump_json(exclude_none=True) + "\n" for answer in answers)
-        return Reply(text.encode(), content_types.JSON_LINES)
+        started: deque[asyncio.Task[ManifestLineResult]] = deque()
+        try:
+            for text in lines:
+                started.append(asyncio.create_task(bounded(text)))
+                if len(started) >= window:
+                    yield await _answered(started)
+            while started:
+                yield await _answered(started)
+        finally:  # the caller went away (or the stream ended): nothing keeps running for nobody
+            for task in started:
+                task.cancel()
+            await asyncio.gather(*started, return_exceptions=True)
 
     async def _manifest_line(self, text: str, options: InferenceOptions) -> ManifestLineResult:
         reference = text.strip()[:1024]
@@ -158,6 +179,15 @@ class InvocationHandler:
             outputs["annotated"] = str(line.annotated)
         await asyncio.gather(*writes)
         return outputs
+
+
+async def _answered(started: deque[asyncio.Task[ManifestLineResult]]) -> bytes:
+    """The next line's answer, with those after it that are done already (fewer, larger writes)."""
+    answers = [await started[0]]
+    started.popleft()
+    while started and started[0].done():
+        answers.append(started.popleft().result())
+    return "".join(answer.model_dump_json(exclude_none=True) + "\n" for answer in answers).encode()
 
 
 class S3Store:

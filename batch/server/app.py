@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from batch import content_types
 from batch.custom_attributes import InferenceOptions, parse_custom_attributes
@@ -44,6 +45,9 @@ class Runtime:
     # Only the event loop touches them, so no lock.
     in_flight: int = 0
     peak_in_flight: int = 0
+
+    def invocation_ended(self) -> None:
+        self.in_flight -= 1
 
 
 def create_app(settings: Settings, load_engine: EngineLoader = PoseEngine.load) -> FastAPI:
@@ -100,11 +104,17 @@ def create_app(settings: Settings, load_engine: EngineLoader = PoseEngine.load) 
         responses={400: {"model": ErrorRecord}, 413: {"model": ErrorRecord}, 415: {"model": ErrorRecord}},
     )
     async def invocations(request: Request) -> Response:
-        # Counted down before the answer is sent, so the caller never sees more calls open than it has.
+        # Counted down before the answer is sent (a streamed one: before its end), so the caller never
+        # sees more calls open than it has.
         runtime.in_flight += 1
         runtime.peak_in_flight = max(runtime.peak_in_flight, runtime.in_flight)
+        streamed = False
         try:
-            return await _invoke(runtime, request)
+            reply = await _invoke(runtime, request)
+            if isinstance(reply.body, bytes):
+                return Response(reply.body, media_type=reply.content_type)
+            streamed = True
+            return _Stream(reply.body, reply.content_type, on_end=runtime.invocation_ended)
         except PoseError as exc:
             return _error_response(runtime, exc)
         except Exception:
@@ -112,12 +122,32 @@ def create_app(settings: Settings, load_engine: EngineLoader = PoseEngine.load) 
             body = error_record("internal_error", "internal error; see the container log")
             return JSONResponse(body, status_code=500)
         finally:
-            runtime.in_flight -= 1
+            if not streamed:
+                runtime.invocation_ended()
 
     return app
 
 
-async def _invoke(runtime: Runtime, request: Request) -> Response:
+class _Stream(StreamingResponse):
+    """A streamed answer (a manifest's lines as they finish) that always ends its call: sent whole, or the
+    caller gone (its generator is closed at once, cancelling the lines still being posed)."""
+
+    def __init__(self, chunks: AsyncIterator[bytes], media_type: str, on_end: Callable[[], None]) -> None:
+        super().__init__(chunks, media_type=media_type)
+        self._chunks = chunks
+        self._on_end = on_end
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._on_end()
+            close = getattr(self._chunks, "aclose", None)
+            if close is not None:
+                await close()
+
+
+async def _invoke(runtime: Runtime, request: Request) -> Reply:
     settings = runtime.settings
     if runtime.handler is None:
         raise ModelNotReady("the model is still loading; retry shortly")
@@ -128,14 +158,14 @@ async def _invoke(runtime: Runtime, request: Request) -> Response:
     )
     if content_types.is_json_lines(request_type):
         body = await _read_body(request, settings.max_payload_bytes)
-        return _response(await runtime.handler.handle_manifest(body, options))
+        return await runtime.handler.handle_manifest(body, options)
     video_type = content_types.is_video(request_type)
     _check_declared(request, settings.max_video_bytes if video_type else settings.max_payload_bytes)
     chunks = request.stream().__aiter__()
     head = await _head(chunks)
     if not (video_type or content_types.looks_like_video(head)):
         body = await _rest(head, chunks, settings.max_payload_bytes)
-        return _response(await runtime.handler.handle_image(body, options, accept))
+        return await runtime.handler.handle_image(body, options, accept)
     if settings.embed_annotated:  # Batch Transform images mode: one image per request, a JPEG in the answer
         raise VideoNotAccepted("this is a video: Batch Transform images mode takes images only; use --mode manifest")
     # A video body (asynchronous inference carries up to 1 GB) goes to a file, never into memory whole.
@@ -143,11 +173,7 @@ async def _invoke(runtime: Runtime, request: Request) -> Response:
         video = Path(work) / "body"
         await _spool(head, chunks, video, settings.max_video_bytes)
         reply = await runtime.handler.handle_video(video, options)
-    return _response(reply)
-
-
-def _response(reply: Reply) -> Response:
-    return Response(reply.body, media_type=reply.content_type)
+    return reply
 
 
 def _check_declared(request: Request, limit: int | None) -> None:

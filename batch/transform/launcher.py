@@ -7,6 +7,8 @@ What the launcher decides from the listing before the job starts (`build_plan`):
 
 - Either mode: an input whose mirrored output keys (or, in images mode, the job's `.out` key) would
   pass S3's 1,024-byte key limit can never be written: refused with `key_too_long` (`key_refusals`).
+- Manifest mode: a shard is never larger than the lines the container takes in one request
+  (`POSE_MAX_MANIFEST_LINES`, 1,000; shards hold at most 256 images by default).
 - Either mode: an input whose annotated name is another input's own (`a.png` -> `annotated/a.png.jpg`
   beside `a.png.jpg`) would overwrite, or be overwritten by, the other's annotated image: refused with
   `annotated_name_taken` (`annotated_name_refusals`; `batch.output_layout`).
@@ -303,6 +305,12 @@ def build_plan(s3: Any, options: LaunchOptions, job_name: str | None = None) -> 
     if not plan.keys:
         raise LaunchError(f"none of the {len(plan.refused)} objects under {source} can be transformed: {refused[0]}")
     if plan.mode == "manifest":
+        lines_cap = container_manifest_lines(options.environment)
+        if options.max_images_per_shard > lines_cap:
+            raise LaunchError(
+                f"--images-per-shard {options.max_images_per_shard} is more lines than the container takes in "
+                f"one request (POSE_MAX_MANIFEST_LINES={lines_cap}): lower it, or raise that with --env"
+            )
         plan.shards = build_shards(
             plan,
             options.instance_count,
@@ -310,6 +318,19 @@ def build_plan(s3: Any, options: LaunchOptions, job_name: str | None = None) -> 
             max_images_per_shard=options.max_images_per_shard,
         )
     return plan, sizing, choice
+
+
+def container_manifest_lines(environment: dict[str, str]) -> int:
+    """The most lines the container takes in one manifest request, under the job's environment (a request
+    never holds more lines than its shard: SageMaker never mixes two files' records in one request)."""
+    from pydantic import ValidationError
+
+    from batch.settings import Settings
+
+    try:
+        return Settings.from_env(environment).max_manifest_lines
+    except ValidationError as exc:
+        raise LaunchError(f"the container environment (--env) is not valid: {exc.errors()[0]['msg']}") from None
 
 
 def transform_request(

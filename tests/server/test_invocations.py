@@ -83,6 +83,7 @@ BAD_REQUESTS: list[tuple[str, bytes, str | None, dict[str, str], int, str]] = [
     ("bad s3 uri", b"x", "image/jpeg", {ATTRS: "annotated_output=http://x/y"}, 400, "invalid_s3_uri"),
     ("imgsz above the cap", b"x", "image/jpeg", {ATTRS: "imgsz=4096"}, 400, "invalid_custom_attributes"),
     ("empty manifest", b"\n\n", "application/jsonlines", {}, 400, "invalid_manifest_line"),
+    ("manifest past the line cap", b"s3://b/x.jpg\n" * 1001, "application/jsonlines", {}, 413, "payload_too_large"),
 ]
 
 
@@ -193,6 +194,7 @@ def test_manifest_lines(server_factory: ServerFactory, moto: MotoServer, sample_
     ]
     response = post(url, "\n".join(lines).encode() + b"\n", "application/jsonlines")
     assert response.status_code == 200
+    assert response.headers["transfer-encoding"] == "chunked"  # streamed as lines finish, never held whole
     answers = [json.loads(line) for line in response.text.splitlines()]
     assert [a["status"] for a in answers] == ["ok", "error", "error", "error", "error"]
     assert [a.get("error", {}).get("code") for a in answers[1:]] == [

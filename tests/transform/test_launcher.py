@@ -9,8 +9,10 @@ import pytest
 
 from batch.local.moto_server import MotoServer
 from batch.transform.launcher import (
+    LaunchError,
     LaunchOptions,
     build_plan,
+    container_manifest_lines,
     default_job_name,
     default_model_name,
     images_ceiling_mb,
@@ -19,7 +21,7 @@ from batch.transform.launcher import (
     transform_request,
 )
 from batch.transform.mode_choice import AUTO_MANIFEST_FROM, ModeRequest, choose_mode
-from batch.transform.plan import PLAN_ENV, JobPlan, Mode
+from batch.transform.plan import DEFAULT_MAX_IMAGES_PER_SHARD, PLAN_ENV, JobPlan, Mode
 
 
 @pytest.mark.parametrize(
@@ -160,3 +162,12 @@ def test_the_default_mode_is_chosen_from_the_listing(s3: Any, count: int, mode: 
     assert plan.job_name.startswith(f"posebatch-{mode}-")
     request = transform_request(options, plan, "model-1")
     assert request["TransformInput"]["SplitType"] == ("Line" if mode == "manifest" else "None")
+
+
+def test_manifest_shards_fit_in_the_containers_request_cap() -> None:
+    """The container refuses a request of more than POSE_MAX_MANIFEST_LINES lines (a 413); a request never
+    holds more lines than its shard, so the launcher keeps shards at most that long."""
+    assert container_manifest_lines({}) == 1000 >= DEFAULT_MAX_IMAGES_PER_SHARD
+    assert container_manifest_lines({"POSE_MAX_MANIFEST_LINES": "5000"}) == 5000
+    with pytest.raises(LaunchError, match="not valid"):
+        container_manifest_lines({"POSE_MAX_MANIFEST_LINES": "0"})
