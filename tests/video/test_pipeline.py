@@ -174,7 +174,7 @@ def test_time_limit_is_said_not_silent(video_engine: EngineRunner, walk_clip: Pa
     [
         (b"", "empty"),
         (b"a text file, not a video\n" * 20, "not a video"),
-        (b"\x00\x00\x00\x18ftypmp42" + bytes(64), ""),
+        (b"\x00\x00\x00\x18ftypmp42" + bytes(64), "not a video|no video stream|no decodable frame|no frame of"),
     ],
     ids=["zero-bytes", "not-a-video", "broken-mp4-header"],
 )
