@@ -7,6 +7,7 @@ process with the same environment the image would get.
 
 from __future__ import annotations
 
+import http.client
 import re
 import signal
 import subprocess
@@ -113,7 +114,9 @@ def invoke(url: str, body: bytes, headers: dict[str, str], *, timeout_s: float) 
         raise InvocationFailed(kind, detail, status=exc.code, body=answer, content_type=content_type) from None
     except TimeoutError as exc:
         raise InvocationFailed("timeout", f"{type(exc).__name__}: {exc}") from None
-    except OSError as exc:
+    except (OSError, http.client.HTTPException) as exc:
+        # HTTPException: a container that dies while streaming its answer leaves an IncompleteRead
+        # (a manifest's answer is chunked): the request failed and is retried like a refused one.
         raise InvocationFailed("unreachable", f"{type(exc).__name__}: {exc}") from None
 
 

@@ -25,6 +25,7 @@ MOTO_SKIPS = {
     "AWS::ApplicationAutoScaling::ScalableTarget",
     "AWS::ApplicationAutoScaling::ScalingPolicy",
     "AWS::CloudWatch::Alarm",
+    "AWS::SNS::TopicPolicy",  # who may publish to the topics (issue 26)
     "AWS::SNS::Subscription",  # the async error Lambda's subscription to the error topic
     "AWS::SageMaker::ModelPackageGroup",  # the model registry's group
 }
