@@ -10,6 +10,7 @@ concurrency; `run_sync` wraps it.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -93,8 +94,11 @@ class AsyncPoseClient:
         output_uri: str | None = None,
         concurrency: int = 16,
         clients: Callable[[str], Any] = aws.client,
+        options: str = "",
     ) -> None:
+        """`options`: per-request custom attributes sent with every request (`conf=0.4;fps=5`)."""
         self.endpoint_name = endpoint_name
+        self._options = options
         self._clients = {name: clients(name) for name in ("s3", "sns", "sqs", "sagemaker", "sagemaker-runtime")}
         self._output_uri = output_uri
         self._limit = asyncio.Semaphore(concurrency)
@@ -175,7 +179,8 @@ class AsyncPoseClient:
         try:
             head = await self._call(lambda: s3.head_object(Bucket=bucket, Key=key))
             request_id = inference_id(bucket, key, head.get("VersionId") or head.get("ETag"))
-            request = invocation_request(TriggerConfig(self.endpoint_name), placement, request_id)
+            request = invocation_request(TriggerConfig(self.endpoint_name), placement, request_id, self._options)
+            await self._keep_options(layout, request_id)
             submitted_at = time.time()
             answer = await self._call(lambda: self._clients["sagemaker-runtime"].invoke_endpoint_async(**request))
         except KeyTooLong as exc:
@@ -189,6 +194,18 @@ class AsyncPoseClient:
             _header_text(answer.get("FailureLocation") or ""),
             submitted_at,
         )
+
+    async def _keep_options(self, layout: AsyncLayout, request_id: str) -> None:
+        """The options of this request where the async error handler finds them for a retry (the failure
+        notification does not carry CustomAttributes); none: any left by an earlier submit are removed."""
+        s3, key = self._clients["s3"], layout.options_key(request_id)
+        if self._options:
+            body = json.dumps({"options": self._options}).encode()
+            await self._call(
+                lambda: s3.put_object(Bucket=layout.output_bucket, Key=key, Body=body, ContentType="application/json")
+            )
+        else:
+            await self._call(lambda: s3.delete_object(Bucket=layout.output_bucket, Key=key))
 
     # --- waiting -------------------------------------------------------------------------------
     async def wait(

@@ -8,6 +8,7 @@ stand-in (standard library only, so it ships in the Lambda zip without the infer
     SageMaker's own objects:  <output root>/_async/responses/      the endpoint's S3OutputPath
                               <output root>/_async/failures/       the endpoint's S3FailurePath
                               <output root>/_async/attempts/       retries under way (`retry.py`)
+                              <output root>/_async/options/        options `submit` sent, so retries keep them
 
 The container writes the mirrored keys itself (custom attributes `keypoints_output`,
 `annotated_output`): InvokeEndpointAsync's `Filename` (32 chars of [A-Za-z0-9-_.], one dot) and
@@ -30,6 +31,7 @@ ASYNC_FOLDER = "_async"
 RESPONSES_PATH = ASYNC_FOLDER + "/responses"
 FAILURES_PATH = ASYNC_FOLDER + "/failures"
 ATTEMPTS_PATH = ASYNC_FOLDER + "/attempts"  # the async error handler's retry count per inference id
+OPTIONS_PATH = ASYNC_FOLDER + "/options"  # per-request options `submit` sent, for the error handler's retries
 MAX_INFERENCE_ID = 64  # InvokeEndpointAsync's limit
 MAX_CUSTOM_ATTRIBUTES = 1024  # ASCII characters
 
@@ -61,18 +63,25 @@ class Placement:
 
     @property
     def custom_attributes(self) -> str:
-        """Both output locations for the container, then the input's URI (`source`, which the container
-        puts in the result record) when it fits too; raises `KeyTooLong` when the outputs alone do not fit
-        SageMaker's limit. Without `source` the record still has its input in its mirrored key."""
+        return self.custom_attributes_with("")
+
+    def custom_attributes_with(self, options: str) -> str:
+        """Both output locations for the container, then the caller's per-request `options`
+        (`conf=0.4;fps=5`, from `pose-batch submit`), then the input's URI (`source`, which the container
+        puts in the result record) when it fits too; raises `KeyTooLong` when the outputs and options do
+        not fit SageMaker's limit. Without `source` the record still has its input in its mirrored key."""
         # Percent-encoded so spaces, ';', '=' and non-ASCII keys survive the header as ASCII.
         attributes = (
             f"keypoints_output={quote(self.keypoints_uri, safe=':/')};"
             f"annotated_output={quote(self.annotated_uri, safe=':/')}"
         )
+        if options:
+            attributes = f"{attributes};{options}"
         if len(attributes) > MAX_CUSTOM_ATTRIBUTES:
             raise KeyTooLong(
-                f"the output locations of {self.input_uri[:200]} need {len(attributes)} characters of "
-                f"CustomAttributes once percent-encoded; SageMaker allows {MAX_CUSTOM_ATTRIBUTES}: use a shorter key"
+                f"the output locations of {self.input_uri[:200]}{' and the options' if options else ''} need "
+                f"{len(attributes)} characters of CustomAttributes once percent-encoded; SageMaker allows "
+                f"{MAX_CUSTOM_ATTRIBUTES}: use a shorter key"
             )
         named = f"{attributes};source={quote(self.input_uri, safe=':/')}"
         # A long key must not turn a request that can succeed into a refused one: `source` is optional.
@@ -111,6 +120,11 @@ class AsyncLayout:
     def attempts_key(self, request_id: str) -> str:
         """Where the async error handler counts the retries of one inference (`retry.py`)."""
         return f"{self.output_prefix}{ATTEMPTS_PATH}/{request_id}.json"
+
+    def options_key(self, request_id: str) -> str:
+        """The per-request options `pose-batch submit` sent with one inference: the error notification does
+        not echo CustomAttributes, so a retry reads them here (`retry.py`)."""
+        return f"{self.output_prefix}{OPTIONS_PATH}/{request_id}.json"
 
     def is_output_key(self, bucket: str, key: str) -> bool:
         """Outputs, SageMaker's `_async/` objects included, must never trigger inference (no loops)."""

@@ -162,7 +162,8 @@ class AsyncErrorHandler:
         self._s3.put_object(
             Bucket=marker.bucket, Key=marker.key, Body=json.dumps(body).encode(), ContentType="application/json"
         )
-        request = invocation_request(self.config, placement, failure.inference_id)
+        options = self._options_sent(S3Uri(layout.output_bucket, layout.options_key(failure.inference_id)))
+        request = invocation_request(self.config, placement, failure.inference_id, options)
         log.info("retry %d of %s after %s", done + 1, failure.input_location, failure.reason[:200])
         return _Retry(failure, placement, code, self.policy.delay_s(done + 1), request)
 
@@ -177,6 +178,20 @@ class AsyncErrorHandler:
                 return False
             raise
         return inference_id(source.bucket, source.key, head.get("VersionId") or head.get("ETag")) == request_id
+
+    def _options_sent(self, where: S3Uri) -> str:
+        """The per-request options `pose-batch submit` sent with this inference ("" for the trigger's own
+        requests, which send none), so that a retry poses with the same thresholds and frame sampling."""
+        try:
+            body = self._s3.get_object(Bucket=where.bucket, Key=where.key)["Body"].read()
+        except Exception as exc:
+            if getattr(exc, "response", {}).get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return ""
+            raise  # the notification is retried, then dead-lettered: never a retry with other options
+        try:
+            return str(json.loads(body)["options"])
+        except (ValueError, KeyError, TypeError):
+            raise ValueError(f"unreadable options s3://{where.bucket}/{where.key}") from None
 
     def _retries_done(self, marker: S3Uri) -> int:
         try:

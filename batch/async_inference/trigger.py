@@ -161,7 +161,10 @@ class S3Trigger:
         return self._output_uri
 
 
-def invocation_request(config: TriggerConfig, placement: Placement, request_id: str) -> dict[str, Any]:
+def invocation_request(
+    config: TriggerConfig, placement: Placement, request_id: str, options: str = ""
+) -> dict[str, Any]:
+    """`options`: the caller's per-request custom attributes (`conf=0.4;fps=5`); the trigger sends none."""
     request: dict[str, Any] = {
         "EndpointName": config.endpoint_name,
         "InputLocation": placement.input_uri,
@@ -170,7 +173,7 @@ def invocation_request(config: TriggerConfig, placement: Placement, request_id: 
         "InferenceId": request_id,
         # Both mirrored outputs are written by the container; SageMaker's own response object keeps
         # its default name under S3OutputPath (no Filename / S3OutputPathExtension: see layout.py).
-        "CustomAttributes": placement.custom_attributes,
+        "CustomAttributes": placement.custom_attributes_with(options),
     }
     if config.invocation_timeout_s:
         request["InvocationTimeoutSeconds"] = config.invocation_timeout_s

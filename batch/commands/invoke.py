@@ -72,10 +72,17 @@ def _invoke_one(runtime: Any, args: argparse.Namespace, path: Path, rel: str) ->
 
     from batch import content_types, transport_envelope
     from batch.output_layout import ANNOTATED_FOLDER, annotated_key
+    from batch.regular_file import read_regular_file
 
+    try:
+        # A FIFO or a link to a device would block or never end; a file over the limit is refused here
+        # rather than read whole into memory and refused by SageMaker.
+        body = read_regular_file(path, MAX_REQUEST_BYTES)
+    except OSError as exc:
+        return _unsent(path, "payload_too_large" if "more than the" in str(exc) else "unreadable_file", str(exc))
     request: dict[str, Any] = {
         "EndpointName": args.endpoint,
-        "Body": path.read_bytes(),
+        "Body": body,
         "ContentType": content_types.image_type_for(path.name) or "application/x-image",
         "Accept": content_types.ENVELOPE if args.annotated else content_types.JSON,
     }
@@ -98,6 +105,13 @@ def _invoke_one(runtime: Any, args: argparse.Namespace, path: Path, rel: str) ->
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(opened.jpeg.read())
     return True
+
+
+def _unsent(path: Path, code: str, message: str) -> bool:
+    """The error line of a file that was never sent."""
+    print(json.dumps({"error": {"code": code, "message": f"cannot send the file: {message}"}}), flush=True)
+    print(f"{path}: {code}: {message}", file=sys.stderr)
+    return False
 
 
 def _failed(args: argparse.Namespace, path: Path, exc: Any) -> bool:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from batch.commands.common import EXIT_FAILED, UserError
+from batch.commands.request_options import add_request_options
 from batch.content_types import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, input_type_for, video_type_for
 
 MAX_IN_FLIGHT = 8  # images read and decoded at once: memory stays bounded on any folder size
@@ -45,20 +46,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("inputs", nargs="+", type=Path, help="image or video files, or folders")
     parser.add_argument("--out", type=Path, default=Path("pose-output"), help="output folder (default: pose-output)")
     parser.add_argument("--model", help="pose checkpoint or Ultralytics model name (instead of $POSE_MODEL)")
-    parser.add_argument("--conf", type=float, help="confidence threshold (default: $POSE_CONF, 0.25)")
-    parser.add_argument("--iou", type=float, help="NMS IoU threshold (default: $POSE_IOU, 0.7)")
-    parser.add_argument("--imgsz", type=int, help="model input size, a multiple of 32 (default: $POSE_IMGSZ, 640)")
-    video = parser.add_argument_group("videos")
-    sampling = video.add_mutually_exclusive_group()
-    sampling.add_argument("--frame-stride", type=int, metavar="N", help="pose every Nth frame (default: every frame)")
-    sampling.add_argument("--fps", type=float, metavar="X", help="pose X frames per second of video, by timestamp")
-    video.add_argument(
-        "--track", action=argparse.BooleanOptionalAction, default=None, help="track persons across frames (default: on)"
-    )
-    video.add_argument("--tracker", choices=("bytetrack", "botsort"), help="Ultralytics' tracker to use")
-    video.add_argument(
-        "--gmc", action=argparse.BooleanOptionalAction, default=None, help="BoT-SORT's camera-motion compensation"
-    )
+    add_request_options(parser)
     parser.add_argument("--no-report", dest="report", action="store_false", help="skip writing _REPORT.html")
     parser.set_defaults(func=run)
 

@@ -6,8 +6,10 @@ rest, writing to the same outputs.
 
 Outputs mirror the input key below the trigger's input prefix (`input/site-a/x.jpg` ->
 `keypoints/site-a/x.jpg.json`), as an S3 upload would; elsewhere the whole key is kept (--input-root
-changes this). With --model-package ARN|latest-approved the endpoint must serve that package now (its
-results then name the package's model); otherwise exit 2, naming what it serves. Exit 1 if any image failed."""
+changes this). --conf, --iou, --imgsz and the video flags go with every request as custom attributes (a retry
+after a container failure sends them again); left out, the endpoint's defaults apply. With --model-package
+ARN|latest-approved the endpoint must serve that package now (its results then name the package's model);
+otherwise exit 2, naming what it serves. Exit 1 if any image failed."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from batch.commands.common import (
     write_report,
 )
 from batch.commands.model_choice import add_model_package_arguments, group_of
+from batch.commands.request_options import add_request_options, as_custom_attributes
 
 if TYPE_CHECKING:
     from batch.async_client import Outcome, Submission
@@ -55,6 +58,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--concurrency", type=int, default=16, help="AWS calls in flight at once")
     add_model_package_arguments(parser)
     add_local_arguments(parser, what="submit to")
+    add_request_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -97,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     from batch.async_client import AsyncPoseClient, run_sync
 
     endpoint, input_root = args.endpoint, args.input_root
+    options = as_custom_attributes(args)  # checked before anything is sent
     clients: Clients = aws.client
     if args.local:
         from batch.local.state import read_section, stack_clients
@@ -117,7 +122,9 @@ def run(args: argparse.Namespace) -> int:
             require_serving(clients("sagemaker"), endpoint, args.model_package, group_of(args))
         except RegistryError as exc:
             raise UserError(str(exc)) from None
-    client = AsyncPoseClient(endpoint, output_uri=args.output, concurrency=args.concurrency, clients=clients)
+    client = AsyncPoseClient(
+        endpoint, output_uri=args.output, concurrency=args.concurrency, clients=clients, options=options
+    )
     printer = _Printer(args.wait)
     try:
         run_sync(

@@ -1,6 +1,7 @@
 """Launch a SageMaker Batch Transform job over every image under an S3 prefix, on AWS or (--local) on the
 running `pose-batch local up` stack. With --wait: progress, then the job's summary and _REPORT.html.
 Ctrl-C stops only the waiting: the job keeps running; `pose-batch transform --attach JOB` follows it again.
+--conf, --iou, --imgsz and the video flags set the job's container environment (POSE_CONF, POSE_VIDEO_FPS, ...).
 The model: --model-package ARN|latest-approved, else --model-data, else the approved default model of the
 registry group (`pose-batch models approve`), else $POSEBATCH_MODEL_DATA (with --local: the stack's model).
 
@@ -22,6 +23,7 @@ from batch.commands.common import (
     write_report,
 )
 from batch.commands.model_choice import add_model_package_arguments, choose
+from batch.commands.request_options import add_request_options, with_environment
 from batch.orchestration_settings import DeploymentDefaults
 from batch.transform.mode_choice import AUTO_MANIFEST_FROM
 
@@ -55,6 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"manifest from {AUTO_MANIFEST_FROM} images or with any object too large for images mode, else images",
     )
     add_local_arguments(parser, what="run the job on")
+    add_request_options(parser)
     parser.add_argument("--wait", action="store_true", help="wait, showing progress, and print a summary")
     parser.add_argument(
         "--report",
@@ -98,6 +101,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def options_from_args(args: argparse.Namespace, clients: Clients) -> LaunchOptions:
     from batch.transform.launcher import LOCAL_IMAGE_URI, LOCAL_ROLE_ARN, LaunchError, LaunchOptions
 
+    environment = {}
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise LaunchError(f"--env expects KEY=VALUE, got {item!r}")
+        environment[key] = value
+    environment = with_environment(args, environment)  # a Batch Transform job has no per-request attributes
     image_uri, role_arn = args.image_uri, args.role_arn
     fallback = DeploymentDefaults.from_env().model_data
     if args.local:
@@ -119,12 +129,6 @@ def options_from_args(args: argparse.Namespace, clients: Clients) -> LaunchOptio
         ]
         raise LaunchError(f"missing {', '.join(missing)} (or their POSEBATCH_* variables)")
     served = choose(args, clients, image_uri=image_uri, model_data=args.model_data, fallback_model_data=fallback).model
-    environment = {}
-    for item in args.env:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise LaunchError(f"--env expects KEY=VALUE, got {item!r}")
-        environment[key] = value
     return LaunchOptions(
         input=args.input,
         output=args.output,

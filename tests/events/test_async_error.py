@@ -237,3 +237,53 @@ def test_notifications_it_cannot_match_to_a_request_are_ignored(stack: Any) -> N
     assert s3.get_object(Bucket=BUCKET, Key="out/keypoints/forged/a.jpg.json")["Body"].read() == good
     assert attempts() == before  # no retry was counted either
     assert handler(sns_event(real)) == {"retried": 1, "final": 0}  # the real one is still handled
+
+
+class RecordingRuntime:
+    """The stand-in's sagemaker-runtime client, keeping each InvokeEndpointAsync request it is given."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.requests: list[dict[str, Any]] = []
+
+    def invoke_endpoint_async(self, **request: Any) -> Any:
+        self.requests.append(request)
+        return self.client.invoke_endpoint_async(**request)
+
+
+def test_a_retry_sends_the_options_submit_sent(stack: Any) -> None:
+    """`pose-batch submit --fps 2 --no-track` sends its options as custom attributes; the error notification
+    does not echo them, so a retry after a container failure must find them, or it would pose the video
+    with the endpoint's defaults. A later submit without options leaves none behind for its retries."""
+    import asyncio
+
+    from batch.async_client import AsyncPoseClient
+
+    s3 = stack.client("s3")
+    key = "in/options/clip.mp4"
+    failure = notification(key, "Inference timed out after 1s (InvocationTimeoutSeconds)", s3=s3)
+
+    def submit(options: str) -> None:
+        runtime = RecordingRuntime(stack.client("sagemaker-runtime"))
+        clients = {"sagemaker-runtime": runtime}
+        client = AsyncPoseClient(
+            "gone", output_uri=CONFIG.output_uri, clients=lambda n: clients.get(n) or stack.client(n), options=options
+        )
+        (outcome,) = asyncio.run(client.submit(f"s3://{BUCKET}/{key}", input_root=f"s3://{BUCKET}/in/"))
+        assert outcome.status == "error"  # the endpoint is gone: the request itself is refused
+        (sent,) = runtime.requests
+        assert sent["InferenceId"] == failure["inferenceId"]
+        assert ("fps=2.0;track=false" in sent["CustomAttributes"]) == bool(options)
+
+    def retried() -> str:
+        runtime = RecordingRuntime(stack.client("sagemaker-runtime"))
+        handler = AsyncErrorHandler(CONFIG, RetryPolicy(attempts=9, backoff_s=0), runtime, s3, sleep=lambda _: None)
+        assert handler(sns_event(failure)) == {"retried": 1, "final": 0}
+        (request,) = runtime.requests
+        return str(request["CustomAttributes"])
+
+    submit("fps=2.0;track=false")
+    attributes = retried()
+    assert "fps=2.0;track=false" in attributes and "keypoints_output=s3" in attributes
+    submit("")
+    assert "fps=" not in retried() and "track=" not in retried()

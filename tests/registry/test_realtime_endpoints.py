@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,24 @@ def test_invoke_prints_one_line_per_file_and_writes_annotated(
 
     missing = registry_stack.cli("invoke", "no-such-endpoint", str(photos / "a" / "bus.jpg"), "--local")
     assert missing.code == 2 and "no endpoint no-such-endpoint" in missing.err
+
+
+def test_invoke_gives_a_fifo_and_an_oversized_file_an_error_line_without_sending_them(
+    registry_stack: RegistryStack, realtime_endpoint: Any, tmp_path: Path
+) -> None:
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)  # nobody ever writes: reading it would block for ever
+    huge = tmp_path / "huge.jpg"
+    huge.write_bytes((ASSETS / "bus.jpg").read_bytes() + b"\0" * (6 * MB))
+    good = tmp_path / "bus.jpg"
+    good.write_bytes((ASSETS / "bus.jpg").read_bytes())
+
+    ran = registry_stack.cli("invoke", "posebatch-realtime", str(fifo), str(huge), str(good), "--local")
+    assert ran.code == 1, ran.err
+    fifo_line, huge_line, good_line = (json.loads(line) for line in ran.out.splitlines())
+    assert fifo_line["error"]["code"] == "unreadable_file" and "FIFO" in fifo_line["error"]["message"]
+    assert huge_line["error"]["code"] == "payload_too_large"
+    assert good_line["source"] == str(good) and good_line["persons"]
 
 
 def test_serverless_starts_cold_and_keeps_its_limits(registry_stack: RegistryStack) -> None:

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 
 from batch.async_client import AsyncPoseClient, Outcome
+from batch.cli import build_parser
+from batch.commands.request_options import as_custom_attributes
 from batch.commands.transform import execute
 from batch.polling import poll
 from batch.report import ReportOutcome, build_report
@@ -89,7 +91,9 @@ def run_async(stack: TransformStack, inputs: dict[str, bytes]) -> tuple[dict[str
 
     outputs = poll(arrived, timeout_s=240, interval_s=0.5, on_timeout=lambda: "async video outputs did not arrive")
     # `submit`'s client on a video and a bad one: its outcome is the header line (read alone) or the error record
-    client = AsyncPoseClient(deployment.endpoint_name, clients=stack.stack.client)
+    # with the command's video flags, as `pose-batch submit --frame-stride 2 --no-track` sends them
+    flags = build_parser().parse_args(["submit", "s3://x/", "--frame-stride", "2", "--no-track"])
+    client = AsyncPoseClient(deployment.endpoint_name, clients=stack.stack.client, options=as_custom_attributes(flags))
     uris = [f"s3://{BUCKET}/{ASYNC_IN}{rel}" for rel in ("phone.mov", "bad/broken.mp4")]
     root = f"s3://{BUCKET}/{ASYNC_IN}"  # the same keys as the S3 events gave: the outputs are replaced, not added
     submitted = [o for uri in uris for o in asyncio.run(client.run(uri, wait=True, timeout_s=180, input_root=root))]
@@ -206,18 +210,19 @@ def test_the_report_shows_each_video(flows: Flows) -> None:
     )
     assert "bad/broken.mp4" in html and "invalid_video" in html
     videos = flows.s3_report.videos  # the same from S3, read line by line
-    assert (videos.videos, videos.failed, videos.frames_posed) == (3, 1, WALK_FRAMES + 4)
+    # phone.mov as `submit --frame-stride 2` replaced it last: 2 of its 4 frames
+    assert (videos.videos, videos.failed, videos.frames_posed) == (3, 1, WALK_FRAMES + 2)
     walk = next(e for e in videos.entries if e.rel == "clips/walk.mp4")
     assert len(walk.persons_per_second) == 2 and list(walk.persons_per_second) == [2.0, 2.0]  # 1.6 s, 2 people
 
 
-def test_submit_reports_a_video_by_its_header(flows: Flows) -> None:
+def test_submit_reports_a_video_by_its_header_and_its_flags_reach_the_container(flows: Flows) -> None:
     video, bad = flows.submitted
-    assert video.ok and video.video is not None and video.video.frames_posed == 4
+    assert video.ok and video.video is not None and video.video.frames_posed == 2  # --frame-stride 2 of 4
     assert video.as_dict()["video"] == {
-        "frames_posed": 4,
+        "frames_posed": 2,
         "duration": 0.4,
-        "tracks": 1,
+        "tracks": 0,  # --no-track
         "truncated": False,
         "stopped": None,
     }
