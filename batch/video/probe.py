@@ -84,7 +84,7 @@ def read_info(container: Any) -> VideoInfo:
         duration = container.duration / av.time_base
     return VideoInfo(
         container=str(container.format.name),
-        codec=str(context.name),
+        codec=str(context.codec.canonical_name),  # the codec (av1), not the decoder chosen (libdav1d)
         width=width,
         height=height,
         fps=fps if fps and 0 < fps < 10_000 else None,

@@ -213,3 +213,27 @@ def test_options_default_to_every_frame_tracked(video_engine: EngineRunner) -> N
     options = video_engine.engine.default_options
     assert isinstance(options, InferenceOptions)
     assert (options.frame_stride, options.fps, options.track) == (1, None, True)
+
+
+@pytest.mark.parametrize(
+    ("name", "codec", "container", "decoded_as"),
+    [
+        ("hevc.mp4", "libx265", None, "hevc"),
+        ("vp9.webm", "libvpx-vp9", None, "vp9"),
+        ("av1.mkv", "libsvtav1", None, "av1"),
+        ("mpeg4.avi", "mpeg4", None, "mpeg4"),
+    ],
+)
+def test_other_codecs_and_containers_pose_every_frame(
+    video_engine: EngineRunner, clip_dir: Path, tmp_path: Path, name: str, codec: str, container: str | None,
+    decoded_as: str,
+) -> None:  # fmt: skip
+    """H.265, VP9, AV1 and MPEG-4 Part 2, in MP4, WebM, MKV and AVI, through the same PyAV path as H.264."""
+    scene = Scene(width=320, height=192, person_height=160, step=4)
+    clip = write_clip(clip_dir / name, scene, 6, codec=codec, container=container)
+    posed, header, frames = pose(video_engine, clip, tmp_path / name)
+    assert header["codec"] == decoded_as and header["truncated"] is False
+    assert header["frames_decoded"] == header["frames_posed"] == len(frames) == 6
+    assert [f["frame"] for f in frames] == list(range(6)) and all(f["persons"] for f in frames)
+    with av.open(str(posed.annotated)) as annotated:
+        assert annotated.streams.video[0].codec_context.name == "h264"
