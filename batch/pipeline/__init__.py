@@ -1,0 +1,1 @@
+"""The training pipeline: train -> evaluate -> condition (AP >= MinAP) -> register, else fail."""
