@@ -30,6 +30,7 @@ from batch.orchestration_settings import DEFAULT_MODEL_PACKAGE_GROUP
 if TYPE_CHECKING:
     from batch.local.sagemaker.endpoint_service import Endpoints
     from batch.local.sagemaker.model_registry_service import ModelRegistry
+    from batch.local.sagemaker.pipeline_service import PipelineService
     from batch.local.sagemaker.processing_job_service import ProcessingJobService
     from batch.local.sagemaker.training_job_service import TrainingJobService
     from batch.local.sagemaker.transform_job_service import TransformJobService
@@ -69,6 +70,7 @@ class EmbeddedStack:
         self.registry: ModelRegistry | None = None
         self.training_jobs: TrainingJobService | None = None
         self.processing_jobs: ProcessingJobService | None = None
+        self.pipelines: PipelineService | None = None
 
     @property
     def environment(self) -> dict[str, str]:
@@ -91,6 +93,7 @@ class EmbeddedStack:
         from batch.local.sagemaker import (
             endpoint_service,
             model_registry_service,
+            pipeline_service,
             processing_job_service,
             training_job_service,
             transform_job_service,
@@ -105,6 +108,7 @@ class EmbeddedStack:
         self.registry = model_registry_service.install(self, self.model_package_group)
         self.training_jobs = training_job_service.install(self)
         self.processing_jobs = processing_job_service.install(self)
+        self.pipelines = pipeline_service.install(self)
         self.state_file.unlink(missing_ok=True)  # a stale one from a stack that was killed
         write_state(
             self.home,
