@@ -38,6 +38,7 @@ _COMMAND_MODULES = (
     "report",
     "eval",
     "train",
+    "pipeline",
 )
 # Commands whose INFO logs are what the user came for (a server's access log).
 _INFO_LOGGING = {"serve"}
