@@ -23,6 +23,16 @@ from batch.training import metrics
 log = logging.getLogger(__name__)
 
 LAST, BEST = "last.pt", "best.pt"
+# Ultralytics turns an experiment tracker on whenever its package is importable; the SageMaker SDK (the
+# `pipeline` extra) installs mlflow, which would then start runs in the working directory. A job's output
+# is the same with or without it: its metrics go to the job's log and MetricDefinitions.
+TRACKING_INTEGRATIONS = ("ultralytics.utils.callbacks.mlflow",)
+
+
+def drop_tracking_integrations(trainer: Any) -> None:
+    """`on_pretrain_routine_start`: remove the trackers' callbacks Ultralytics added to this trainer."""
+    for event, functions in trainer.callbacks.items():
+        trainer.callbacks[event] = [f for f in functions if getattr(f, "__module__", "") not in TRACKING_INTEGRATIONS]
 
 
 @dataclass(frozen=True)
@@ -132,6 +142,7 @@ def train(plan: TrainPlan) -> TrainResult:
     else:
         yolo = YOLO(str(plan.base_checkpoint), task="pose")
         arguments = {**common, "exist_ok": True}
+    yolo.add_callback("on_pretrain_routine_start", drop_tracking_integrations)
     yolo.add_callback("on_train_epoch_start", reporter.epoch_start)
     yolo.add_callback("on_train_epoch_end", reporter.epoch_end)
     yolo.add_callback("on_fit_epoch_end", reporter.fit_epoch_end)

@@ -142,3 +142,24 @@ def test_the_environment_reads_the_opt_ml_layout(tmp_path: Path) -> None:
     assert JobSettings.from_env({"POSE_ML_ROOT": str(tmp_path)}).ml_path("/opt/ml/processing/model") == (
         tmp_path / "processing" / "model"
     )
+
+
+def test_the_trainer_drops_the_mlflow_tracker_the_sdk_brings() -> None:
+    # mlflow comes with the SageMaker SDK (the `pipeline` extra); Ultralytics would start runs with it.
+    from ultralytics.models.yolo.pose import PoseTrainer
+    from ultralytics.utils import callbacks
+
+    from batch.training.trainer import drop_tracking_integrations
+
+    trainer = PoseTrainer.__new__(PoseTrainer)
+    trainer.callbacks = callbacks.get_default_callbacks()
+    callbacks.add_integration_callbacks(trainer)  # Ultralytics' default settings: mlflow on when importable
+
+    def tracked() -> int:
+        return sum(
+            f.__module__ == "ultralytics.utils.callbacks.mlflow" for fs in trainer.callbacks.values() for f in fs
+        )
+
+    assert tracked() > 0
+    drop_tracking_integrations(trainer)
+    assert tracked() == 0 and trainer.callbacks["on_fit_epoch_end"]
