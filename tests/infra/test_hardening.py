@@ -76,6 +76,7 @@ def test_sagemaker_reads_only_the_input_prefixes_job_files_and_the_model(resourc
         "${DataBucket.Arn}/${OutputPrefix}_transform/*",
         "arn:${AWS::Partition}:s3:::${ModelBucketName}/${ModelKey}",
         "${DataBucket.Arn}/models/*",  # the registry's packages, `pose-batch deploy --model` uploads
+        "${DataBucket.Arn}/training/*/output/model.tar.gz",  # the training pipeline's models (its packages)
     }
     (listing,) = [s for s in role_statements(resources, "SageMakerExecutionRole") if s["Action"] == "s3:ListBucket"]
     assert set(subs(listing["Condition"]["StringLike"]["s3:prefix"])) == {
@@ -252,3 +253,16 @@ def test_only_the_stacks_own_publishers_may_publish_to_its_topics(resources: dic
             assert "StringNotEquals" not in denied["Condition"] and allowed["Condition"]["StringEquals"] == {
                 "aws:SourceAccount": {"Ref": "AWS::AccountId"}
             }
+
+
+def test_the_training_pipeline_roles_are_scoped(resources: dict[str, Any]) -> None:
+    training = role_statements(resources, "TrainingJobRole")
+    (write,) = [s for s in training if s["Action"] == "s3:PutObject"]
+    assert subs(write["Resource"]) == ["${DataBucket.Arn}/training/*"]
+    pipeline = role_statements(resources, "PipelineRole")
+    (passing,) = [s for s in pipeline if s["Action"] == "iam:PassRole"]
+    assert passing["Resource"] == {"Fn::GetAtt": ["TrainingJobRole", "Arn"]}
+    assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+    (registering,) = [s for s in pipeline if "sagemaker:CreateModelPackage" in s["Action"]]
+    assert all("${AWS::StackName}" in r for r in subs(registering["Resource"]))
+    assert not any(s["Action"] == "s3:PutObject" for s in pipeline)  # it only reads the evaluation
