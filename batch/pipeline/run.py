@@ -23,18 +23,19 @@ END_STATES = ("Succeeded", "Failed", "Stopped")
 
 
 def upsert(sagemaker: Any, name: str, definition: str, role_arn: str) -> str:
-    """CreatePipeline, or UpdatePipeline when it exists; returns its ARN."""
-    description = "PoseBatch: train -> evaluate -> AP gate -> register (pose-batch pipeline run)"
+    """UpdatePipeline when it exists, else CreatePipeline; returns its ARN."""
     try:
-        found = sagemaker.create_pipeline(
+        sagemaker.describe_pipeline(PipelineName=name)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in ("ResourceNotFound", "ResourceNotFoundException"):
+            raise
+        description = "PoseBatch: train -> evaluate -> AP gate -> register (pose-batch pipeline run)"
+        created = sagemaker.create_pipeline(
             PipelineName=name, PipelineDefinition=definition, RoleArn=role_arn, PipelineDescription=description
         )
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        if code not in ("ResourceInUse", "ValidationException") or "exist" not in str(exc).lower():
-            raise
-        found = sagemaker.update_pipeline(PipelineName=name, PipelineDefinition=definition, RoleArn=role_arn)
-    return str(found["PipelineArn"])
+        return str(created["PipelineArn"])
+    updated = sagemaker.update_pipeline(PipelineName=name, PipelineDefinition=definition, RoleArn=role_arn)
+    return str(updated["PipelineArn"])
 
 
 def start(sagemaker: Any, name: str, parameters: list[dict[str, str]]) -> str:
