@@ -101,13 +101,13 @@ def run(args: argparse.Namespace) -> int:
         epochs, imgsz = int(merged.pop("epochs", "100")), int(merged.pop("imgsz", "640"))
         local_data = not args.data.startswith("s3://")
         summary = launch.check_dataset(args.data, None) if local_data else ""
-        clients = train_command._clients(args)
+        clients = train_command.stack_or_aws_clients(args)
         s3, sagemaker = clients("s3"), clients("sagemaker")
         summary = summary or launch.check_dataset(args.data, s3)
-        model = train_command._base_model(args)
-        image_uri = train_command._required(args.image_uri or train_command._local_default(args, "image_uri"),
+        model = train_command.base_model(args)
+        image_uri = train_command.required(args.image_uri or train_command.local_default(args, "image_uri"),
                                             "--image-uri")  # fmt: skip
-        role_arn = train_command._required(args.role_arn or train_command._local_default(args, "role_arn"),
+        role_arn = train_command.required(args.role_arn or train_command.local_default(args, "role_arn"),
                                            "--role-arn")  # fmt: skip
         root = _root(args)
     except (launch.LaunchError, DatasetError) as exc:
@@ -116,8 +116,8 @@ def run(args: argparse.Namespace) -> int:
     group = group_of(args)
     run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     inputs = S3Uri.parse(root, allow_empty_key=True).child(f"inputs/{run_id}/")
-    dataset = args.data if not local_data else launch._upload_folder(s3, Path(args.data), inputs.child("dataset/"))
-    base_model = model if model.startswith("s3://") else launch._upload_file(s3, Path(model), inputs.child("model/"))
+    dataset = args.data if not local_data else launch.upload_folder(s3, Path(args.data), inputs.child("dataset/"))
+    base_model = model if model.startswith("s3://") else launch.upload_file(s3, Path(model), inputs.child("model/"))
     baseline = _baseline(sagemaker, group) or base_model
     spec = definition.PipelineSpec(
         image_uri=image_uri,

@@ -73,17 +73,17 @@ def run(args: argparse.Namespace) -> int:
         )
         local_data = not args.data.startswith("s3://")
         summary = launch.check_dataset(args.data, None) if local_data else ""
-        clients = _clients(args)
+        clients = stack_or_aws_clients(args)
         s3, sagemaker = clients("s3"), clients("sagemaker")
         summary = summary or launch.check_dataset(args.data, s3)
-        model = _base_model(args)
+        model = base_model(args)
         output_path, copy_to = _output(args)
         request = launch.TrainRequest(
             data=args.data,
             model=model,
             output_path=output_path,
-            image_uri=_required(args.image_uri or _local_default(args, "image_uri"), "--image-uri"),
-            role_arn=_required(args.role_arn or _local_default(args, "role_arn"), "--role-arn"),
+            image_uri=required(args.image_uri or local_default(args, "image_uri"), "--image-uri"),
+            role_arn=required(args.role_arn or local_default(args, "role_arn"), "--role-arn"),
             hyperparameters=hyperparameters,
             job_name=args.job_name,
             instance_type=args.instance_type,
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     return 0 if described["TrainingJobStatus"] == "Completed" else EXIT_FAILED
 
 
-def _clients(args: argparse.Namespace) -> Any:
+def stack_or_aws_clients(args: argparse.Namespace) -> Any:
     from batch import aws
 
     if args.local:
@@ -121,7 +121,7 @@ def _clients(args: argparse.Namespace) -> Any:
     return aws.client
 
 
-def _local_default(args: argparse.Namespace, what: str) -> str | None:
+def local_default(args: argparse.Namespace, what: str) -> str | None:
     if not args.local:
         return None
     from batch.transform.launcher import LOCAL_IMAGE_URI, LOCAL_ROLE_ARN
@@ -129,7 +129,7 @@ def _local_default(args: argparse.Namespace, what: str) -> str | None:
     return {"image_uri": LOCAL_IMAGE_URI, "role_arn": LOCAL_ROLE_ARN}[what]
 
 
-def _required(value: str | None, flag: str) -> str:
+def required(value: str | None, flag: str) -> str:
     from batch.training.launch import LaunchError
 
     if not value:
@@ -137,7 +137,7 @@ def _required(value: str | None, flag: str) -> str:
     return value
 
 
-def _base_model(args: argparse.Namespace) -> str:
+def base_model(args: argparse.Namespace) -> str:
     """A local .pt (checked to be a pose model now) or an s3:// URI (checked by the job)."""
     from batch.settings import Settings
 

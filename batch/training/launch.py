@@ -85,12 +85,12 @@ def launch(request: TrainRequest, *, s3: Any, sagemaker: Any) -> str:
     dataset = (
         request.data
         if request.data.startswith("s3://")
-        else _upload_folder(s3, Path(request.data), root.child("input/dataset/"))
+        else upload_folder(s3, Path(request.data), root.child("input/dataset/"))
     )
     model = (
         request.model
         if request.model.startswith("s3://")
-        else _upload_file(s3, Path(request.model), root.child("input/model/"))
+        else upload_file(s3, Path(request.model), root.child("input/model/"))
     )
     spec: dict[str, Any] = {
         "TrainingImage": request.image_uri,
@@ -125,7 +125,7 @@ def _channel(name: str, uri: str) -> dict[str, Any]:
     }
 
 
-def _upload_folder(s3: Any, folder: Path, target: S3Uri) -> str:
+def upload_folder(s3: Any, folder: Path, target: S3Uri) -> str:
     """Every file below `folder` (links followed, hidden files skipped), concurrently."""
     files: list[Path] = []
     for directory, dirs, names in os.walk(folder, followlinks=True):
@@ -140,7 +140,7 @@ def _upload_folder(s3: Any, folder: Path, target: S3Uri) -> str:
     return str(target)
 
 
-def _upload_file(s3: Any, path: Path, target: S3Uri) -> str:
+def upload_file(s3: Any, path: Path, target: S3Uri) -> str:
     s3.upload_file(str(path), target.bucket, target.prefix + path.name)
     return str(target)
 
