@@ -4,6 +4,7 @@ servers (the container's own entry point on a loopback port)."""
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,6 +21,10 @@ os.environ.setdefault("POSE_ONNX_CACHE_DIR", str(REPO_ROOT / ".posebatch" / "onn
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # A suite started in the background (`scripts/test &`, nohup) inherits SIGINT ignored, and so would every
+    # command it starts: the Ctrl-C tests would then test nothing. Handled here, the commands get the default.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     if not MODEL_PATH.is_file():
         raise pytest.UsageError(f"the test weights are missing: {MODEL_PATH} (../shared must sit beside the repo)")
 
