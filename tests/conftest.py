@@ -18,6 +18,12 @@ COCO_DIR = SHARED / "data" / "coco-val-mini"
 # Every process the tests start (servers, stand-ins) inherits these: no network, one ONNX export per run.
 os.environ["YOLO_OFFLINE"] = "1"
 os.environ.setdefault("POSE_ONNX_CACHE_DIR", str(REPO_ROOT / ".posebatch" / "onnx-cache"))
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two workers share the two cores (scripts/test): a core's worth of threads each, for the worker and every
+    # container it starts. With each process taking all cores, four or more inference and compile thread pools
+    # oversubscribed them, and model loads stalled past the 240 s start-up limit (seen in a CI-like run).
+    os.environ.setdefault("POSE_CPU_THREADS", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def pytest_configure(config: pytest.Config) -> None:
