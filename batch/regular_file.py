@@ -19,6 +19,10 @@ class UnreadableFile(OSError):
     """Not a regular file, or larger than the caller reads; the message says which."""
 
 
+class FileTooLarge(UnreadableFile):
+    """A regular file larger than the caller reads."""
+
+
 def open_regular_file(path: Path | str, max_bytes: int | None = None) -> BinaryIO:
     """`path` opened for reading (links followed), when it is a regular file of at most `max_bytes` (None:
     any size); `UnreadableFile` otherwise, other `OSError`s as the system raises them."""
@@ -28,7 +32,7 @@ def open_regular_file(path: Path | str, max_bytes: int | None = None) -> BinaryI
         if not stat.S_ISREG(info.st_mode):
             raise UnreadableFile(f"not a regular file ({_kind(info.st_mode)}): {path}")
         if max_bytes is not None and info.st_size > max_bytes:
-            raise UnreadableFile(f"{info.st_size:,} bytes, more than the {max_bytes:,} read: {path}")
+            raise FileTooLarge(f"{info.st_size:,} bytes, more than the {max_bytes:,} read: {path}")
     except BaseException:
         file.close()
         raise
@@ -42,7 +46,7 @@ def read_regular_file(path: Path | str, max_bytes: int | None = None) -> bytes:
         # Bounded even if the file grows after fstat().
         data = file.read(max_bytes + 1) if max_bytes is not None else file.read()
     if max_bytes is not None and len(data) > max_bytes:
-        raise UnreadableFile(f"more than the {max_bytes:,} bytes read: {path}")
+        raise FileTooLarge(f"more than the {max_bytes:,} bytes read: {path}")
     return data
 
 

@@ -182,29 +182,32 @@ class AsyncErrorHandler:
     def _options_sent(self, where: S3Uri) -> str:
         """The per-request options `pose-batch submit` sent with this inference ("" for the trigger's own
         requests, which send none), so that a retry poses with the same thresholds and frame sampling."""
-        try:
-            body = self._s3.get_object(Bucket=where.bucket, Key=where.key)["Body"].read()
-        except Exception as exc:
-            if getattr(exc, "response", {}).get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                return ""
-            raise  # the notification is retried, then dead-lettered: never a retry with other options
+        body = self._object_or_none(where)  # other errors raise: the notification is retried, then
+        if body is None:  # dead-lettered; never a retry with other options
+            return ""
         try:
             return str(json.loads(body)["options"])
         except (ValueError, KeyError, TypeError):
             raise ValueError(f"unreadable options s3://{where.bucket}/{where.key}") from None
 
     def _retries_done(self, marker: S3Uri) -> int:
-        try:
-            body = self._s3.get_object(Bucket=marker.bucket, Key=marker.key)["Body"].read()
-        except Exception as exc:
-            if getattr(exc, "response", {}).get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                return 0
-            raise
+        body = self._object_or_none(marker)
+        if body is None:
+            return 0
         try:
             return int(json.loads(body)["retries"])
         except (ValueError, KeyError, TypeError):
             log.warning("unreadable retry marker s3://%s/%s; counting from zero", marker.bucket, marker.key)
             return 0
+
+    def _object_or_none(self, where: S3Uri) -> bytes | None:
+        """The object's bytes; None when it does not exist, other errors raised."""
+        try:
+            return bytes(self._s3.get_object(Bucket=where.bucket, Key=where.key)["Body"].read())
+        except Exception as exc:
+            if is_missing(exc):
+                return None
+            raise
 
     def _retry_all(self, retries: list[_Retry], context: Any) -> set[str | None]:
         """Re-invoke each after its backoff (one wait for the batch, shortest first); the ones this

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from batch.orchestration_settings import LOCAL_HOME
+
+T = TypeVar("T")
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # a job, some images, a deployment or an image build failed
@@ -32,6 +35,16 @@ def add_local_arguments(parser: argparse.ArgumentParser, *, what: str = "use") -
         help=f"the local stack's folder (default: ${LOCAL_HOME}, else $XDG_STATE_HOME/posebatch, "
         "else ~/.local/state/posebatch: the same from any working directory)",
     )
+
+
+def follow_or_detach(follow: Callable[[], T], what: str, *, local: bool) -> T | None:
+    """`follow()`'s result; None after Ctrl-C, having said that `what` keeps running (only the waiting stops)."""
+    try:
+        return follow()
+    except KeyboardInterrupt:
+        where = "in the `pose-batch local up` process" if local else "on SageMaker"
+        print(f"\nstopped waiting; {what} keeps running {where}", file=sys.stderr)
+        return None
 
 
 def local_home(args: argparse.Namespace) -> Path:

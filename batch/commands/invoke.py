@@ -72,14 +72,14 @@ def _invoke_one(runtime: Any, args: argparse.Namespace, path: Path, rel: str) ->
 
     from batch import content_types, transport_envelope
     from batch.output_layout import ANNOTATED_FOLDER, annotated_key
-    from batch.regular_file import read_regular_file
+    from batch.regular_file import FileTooLarge, read_regular_file
 
     try:
         # A FIFO or a link to a device would block or never end; a file over the limit is refused here
         # rather than read whole into memory and refused by SageMaker.
         body = read_regular_file(path, MAX_REQUEST_BYTES)
     except OSError as exc:
-        return _unsent(path, "payload_too_large" if "more than the" in str(exc) else "unreadable_file", str(exc))
+        return _unsent(path, "payload_too_large" if isinstance(exc, FileTooLarge) else "unreadable_file", str(exc))
     request: dict[str, Any] = {
         "EndpointName": args.endpoint,
         "Body": body,

@@ -21,7 +21,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from batch.commands.common import EXIT_FAILED, EXIT_INTERRUPTED, UserError, add_local_arguments, local_home
+from batch.commands.common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    UserError,
+    add_local_arguments,
+    follow_or_detach,
+    local_home,
+)
 from batch.orchestration_settings import DeploymentDefaults
 from batch.s3_uri import S3Uri
 
@@ -148,11 +155,11 @@ def run(args: argparse.Namespace) -> int:
         described = sagemaker.describe_pipeline_execution(PipelineExecutionArn=execution)
         print(json.dumps(flow.result(sagemaker, s3, described)))
         return 0
-    try:
-        described = flow.follow(sagemaker, execution, poll_s=args.poll_seconds or (1.0 if args.local else 30.0))
-    except KeyboardInterrupt:
-        where = "in the `pose-batch local up` process" if args.local else "on SageMaker"
-        print(f"\nstopped waiting; pipeline execution {execution} keeps running {where}", file=sys.stderr)
+    poll_s = args.poll_seconds or (1.0 if args.local else 30.0)
+    described = follow_or_detach(
+        lambda: flow.follow(sagemaker, execution, poll_s=poll_s), f"pipeline execution {execution}", local=args.local
+    )
+    if described is None:
         return EXIT_INTERRUPTED
     print(json.dumps(flow.result(sagemaker, s3, described)))
     return 0 if described["PipelineExecutionStatus"] == "Succeeded" else EXIT_FAILED
@@ -171,8 +178,6 @@ def _root(args: argparse.Namespace) -> str:
 
         return f"s3://{read_state(local_home(args))['bucket']}/pipeline/"
     if args.data.startswith("s3://"):
-        from batch.s3_uri import S3Uri
-
         return f"s3://{S3Uri.parse(args.data, allow_empty_key=True).bucket}/posebatch-pipeline/"
     raise LaunchError("say where the pipeline writes on AWS: --output s3://BUCKET/prefix/ (a local --data is "
                       "uploaded there)")  # fmt: skip

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from batch.commands.common import EXIT_FAILED, UserError
-from batch.commands.request_options import add_request_options
+from batch.commands.request_options import add_request_options, settings_changes
 from batch.content_types import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, input_type_for, video_type_for
 
 MAX_IN_FLIGHT = 8  # images read and decoded at once: memory stays bounded on any folder size
@@ -145,18 +145,9 @@ def _settings(args: argparse.Namespace, settings: Any) -> Any:
     """The flags as settings (the defaults every file gets); a bad value is a user error."""
     from pydantic import ValidationError
 
-    changes = {
-        "pose_model": args.model,
-        "conf": args.conf,
-        "iou": args.iou,
-        "imgsz": args.imgsz,
-        "video_frame_stride": args.frame_stride,
-        "video_fps": args.fps,
-        "video_track": args.track,
-        "video_tracker": args.tracker,
-        "video_gmc": args.gmc,
-    }
-    given = {name: value for name, value in changes.items() if value is not None}
+    given = settings_changes(args)
+    if args.model is not None:
+        given["pose_model"] = args.model
     if args.imgsz is not None:  # the serving cap (POSE_MAX_IMGSZ) guards a shared server, not a local run
         given["max_imgsz"] = max(settings.max_imgsz, args.imgsz)
     if args.frame_stride is not None:

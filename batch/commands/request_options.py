@@ -13,16 +13,16 @@ from typing import Any
 
 from batch.commands.common import UserError
 
-# flag's dest -> (custom attribute, container environment variable)
+# flag's dest -> (custom attribute, the setting's field; its environment variable is the field's alias)
 _NAMES = {
-    "conf": ("conf", "POSE_CONF"),
-    "iou": ("iou", "POSE_IOU"),
-    "imgsz": ("imgsz", "POSE_IMGSZ"),
-    "frame_stride": ("frame_stride", "POSE_VIDEO_FRAME_STRIDE"),
-    "fps": ("fps", "POSE_VIDEO_FPS"),
-    "track": ("track", "POSE_VIDEO_TRACK"),
-    "tracker": ("tracker", "POSE_VIDEO_TRACKER"),
-    "gmc": ("gmc", "POSE_VIDEO_GMC"),
+    "conf": ("conf", "conf"),
+    "iou": ("iou", "iou"),
+    "imgsz": ("imgsz", "imgsz"),
+    "frame_stride": ("frame_stride", "video_frame_stride"),
+    "fps": ("fps", "video_fps"),
+    "track": ("track", "video_track"),
+    "tracker": ("tracker", "video_tracker"),
+    "gmc": ("gmc", "video_gmc"),
 }
 
 
@@ -43,14 +43,19 @@ def add_request_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _given(args: argparse.Namespace) -> dict[str, str]:
-    """dest -> the value as the container reads it, for the flags given."""
-    values: dict[str, str] = {}
-    for dest in _NAMES:
-        value: Any = getattr(args, dest, None)
-        if value is not None:
-            values[dest] = str(value).lower() if isinstance(value, bool) else str(value)
-    return values
+def _given(args: argparse.Namespace) -> dict[str, Any]:
+    """dest -> value, for the flags given."""
+    return {dest: getattr(args, dest) for dest in _NAMES if getattr(args, dest, None) is not None}
+
+
+def _text(value: Any) -> str:
+    """A value as the container reads it from a header or its environment."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def settings_changes(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags given, by setting field (`predict` updates its settings with them)."""
+    return {_NAMES[dest][1]: value for dest, value in _given(args).items()}
 
 
 def as_custom_attributes(args: argparse.Namespace) -> str:
@@ -58,10 +63,12 @@ def as_custom_attributes(args: argparse.Namespace) -> str:
     usage error here rather than one error record per file later. "" when none is given."""
     from batch.custom_attributes import MAX_IMGSZ, InferenceOptions, parse_custom_attributes
     from batch.errors import InvalidAttributes
+    from batch.settings import Settings
 
-    text = ";".join(f"{_NAMES[dest][0]}={value}" for dest, value in _given(args).items())
+    text = ";".join(f"{_NAMES[dest][0]}={_text(value)}" for dest, value in _given(args).items())
+    defaults = InferenceOptions.defaults(Settings.model_validate({}))  # the fields' defaults, no environment
     try:
-        parse_custom_attributes(text, InferenceOptions(conf=0.25, iou=0.7, max_det=300, imgsz=640), max_imgsz=MAX_IMGSZ)
+        parse_custom_attributes(text, defaults, max_imgsz=MAX_IMGSZ)
     except InvalidAttributes as exc:
         raise UserError(f"bad option: {exc.message}") from None
     return text
@@ -75,14 +82,14 @@ def with_environment(args: argparse.Namespace, environment: dict[str, str]) -> d
     from batch.settings import Settings
 
     merged = dict(environment)
-    for dest, value in _given(args).items():
-        name = _NAMES[dest][1]
-        if merged.get(name, value) != value:
+    for field, value in settings_changes(args).items():
+        name, text = str(Settings.model_fields[field].validation_alias), _text(value)
+        if merged.get(name, text) != text:
             raise UserError(f"{name} is given twice, by its flag and by --env, with different values")
-        merged[name] = value
-    imgsz, cap = merged.get("POSE_IMGSZ"), Settings.model_fields["max_imgsz"].default
-    if args.imgsz is not None and "POSE_MAX_IMGSZ" not in merged and imgsz and imgsz.isdigit() and int(imgsz) > cap:
-        merged["POSE_MAX_IMGSZ"] = imgsz  # the serving cap guards a shared endpoint; this job asked for more
+        merged[name] = text
+    if args.imgsz is not None and args.imgsz > Settings.model_fields["max_imgsz"].default:
+        # the serving cap guards a shared endpoint; this job asked for more
+        merged.setdefault("POSE_MAX_IMGSZ", str(args.imgsz))
     try:
         Settings.model_validate(merged)
     except ValidationError as exc:

@@ -18,7 +18,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from batch.commands.common import EXIT_FAILED, EXIT_INTERRUPTED, UserError, add_local_arguments, local_home
+from batch.commands.common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    UserError,
+    add_local_arguments,
+    follow_or_detach,
+    local_home,
+)
 from batch.orchestration_settings import DeploymentDefaults
 
 
@@ -98,11 +105,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.wait:
         print(json.dumps(launch.result(sagemaker.describe_training_job(TrainingJobName=name))))
         return 0
-    try:
-        described = launch.follow(sagemaker, name, poll_s=args.poll_seconds or (1.0 if args.local else 15.0))
-    except KeyboardInterrupt:
-        where = "in the `pose-batch local up` process" if args.local else "on SageMaker"
-        print(f"\nstopped waiting; training job {name} keeps running {where}", file=sys.stderr)
+    poll_s = args.poll_seconds or (1.0 if args.local else 15.0)
+    described = follow_or_detach(
+        lambda: launch.follow(sagemaker, name, poll_s=poll_s), f"training job {name}", local=args.local
+    )
+    if described is None:
         return EXIT_INTERRUPTED
     model_data = None
     if copy_to is not None and described["TrainingJobStatus"] == "Completed":
