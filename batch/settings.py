@@ -116,6 +116,13 @@ class Settings(BaseSettings):
     # --- HTTP server ---------------------------------------------------------------------------
     host: str = Field("0.0.0.0", validation_alias="POSE_BIND_HOST")
     port: int = Field(8080, ge=1, le=65535, validation_alias="SAGEMAKER_BIND_TO_PORT")
+    listen_fd: int | None = Field(
+        None,
+        ge=0,
+        validation_alias="POSE_LISTEN_FD",
+        description="An inherited listening socket to serve on instead of binding host:port (the local stack "
+        "passes one, so that no other process can take the port first; SageMaker never sets it).",
+    )
 
     # --- Batch Transform -------------------------------------------------------------------------
     sagemaker_batch: bool = Field(False, validation_alias="SAGEMAKER_BATCH")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tarfile
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from batch.local.ports import free_port, wait_http_ok
+from batch.local.ports import listening_socket, wait_http_ok
 from batch.orchestration_settings import child_process_environment
 from batch.s3_uri import S3Uri
 
@@ -151,8 +152,6 @@ class ServingContainer:
         log_path: Path | None = None,
         command: list[str] | None = None,
     ) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self.model_dir = model_dir
         # What "the image" runs: `container/serve serve` unless the stack was configured otherwise.
         self._command = command or serve_command()
@@ -161,12 +160,13 @@ class ServingContainer:
                 **aws_environment,
                 **environment,
                 "SM_MODEL_DIR": str(model_dir),
-                "SAGEMAKER_BIND_TO_PORT": str(self.port),
                 "POSE_BIND_HOST": "127.0.0.1",
             },
             # The interpreter that runs us also runs `container/serve` (its `python3`).
             path_first=str(Path(sys.executable).parent),
         )
+        self._socket: socket.socket | None = None
+        self._reserve_port()
         self._log_path = log_path or Path(tempfile.mkstemp(prefix="posebatch-container-", suffix=".log")[1])
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -174,9 +174,31 @@ class ServingContainer:
     def log_path(self) -> Path:
         return self._log_path
 
+    def _reserve_port(self) -> None:
+        """A fresh listening socket for the next process (`batch.local.ports.listening_socket`)."""
+        self._socket = listening_socket()
+        self.port = int(self._socket.getsockname()[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._env["SAGEMAKER_BIND_TO_PORT"] = str(self.port)
+        self._env["POSE_LISTEN_FD"] = str(self._socket.fileno())
+
     def start(self, *, startup_timeout_s: float = 240.0) -> ServingContainer:
-        with self._log_path.open("ab") as log_file:
-            self._process = subprocess.Popen(self._command, env=self._env, stdout=log_file, stderr=subprocess.STDOUT)
+        if self._socket is None:  # started again after a stop: its old port may be anyone's now
+            self._reserve_port()
+        assert self._socket is not None
+        try:
+            with self._log_path.open("ab") as log_file:
+                self._process = subprocess.Popen(
+                    self._command,
+                    env=self._env,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    pass_fds=(self._socket.fileno(),),
+                )
+        finally:
+            # The process holds the socket now; ours closed, a dead process's port refuses connections.
+            self._socket.close()
+            self._socket = None
         deadline = time.monotonic() + startup_timeout_s
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
@@ -196,9 +218,6 @@ class ServingContainer:
         checks): the old one is killed, a new one starts on a fresh port and must pass /ping."""
         self.kill()
         self._process = None
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._env["SAGEMAKER_BIND_TO_PORT"] = str(self.port)
         return self.start(startup_timeout_s=startup_timeout_s)
 
     @property
@@ -218,6 +237,9 @@ class ServingContainer:
 
     def stop(self, grace_s: float = 30.0) -> None:
         """SIGTERM, then SIGKILL after the grace period, as `docker stop` does."""
+        if self._socket is not None:  # reserved, never started
+            self._socket.close()
+            self._socket = None
         if self._process is None:
             return
         if self._process.poll() is None:

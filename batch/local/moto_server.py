@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
 from types import TracebackType
@@ -9,7 +11,7 @@ from typing import Any
 
 import boto3
 
-from batch.local.ports import free_port, wait_http_ok
+from batch.local.ports import listening_socket, wait_http_ok
 
 REGION = "us-east-1"
 # moto accepts any credentials; fixed fake ones keep a stray real profile from ever being used.
@@ -24,8 +26,9 @@ FAKE_CREDENTIALS = {
 class MotoServer:
     """`with MotoServer() as moto: s3 = moto.client("s3")`; child processes get `moto.environment`."""
 
-    def __init__(self, port: int | None = None) -> None:
-        self.port = port or free_port()
+    def __init__(self) -> None:
+        self._socket: socket.socket | None = listening_socket()  # held until the server process inherits it
+        self.port = int(self._socket.getsockname()[1])
         self.url = f"http://127.0.0.1:{self.port}"
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -44,11 +47,19 @@ class MotoServer:
         )
 
     def start(self, timeout_s: float = 30.0) -> MotoServer:
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        if self._socket is None:
+            raise RuntimeError("this moto server was started once already")
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "batch.local.moto_process", str(self._socket.fileno())],
+                env={**os.environ, "MOTO_PORT": str(self.port)},  # moto writes it into some URLs it returns
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                pass_fds=(self._socket.fileno(),),
+            )
+        finally:
+            self._socket.close()
+            self._socket = None
         try:
             wait_http_ok(f"{self.url}/moto-api/data.json", timeout_s=timeout_s)
         except TimeoutError:
@@ -57,6 +68,9 @@ class MotoServer:
         return self
 
     def stop(self) -> None:
+        if self._socket is not None:  # never started
+            self._socket.close()
+            self._socket = None
         if self._process is not None:
             self._process.terminate()
             try:

@@ -21,7 +21,7 @@ import uvicorn
 
 from batch import aws
 from batch.local.moto_server import REGION, MotoServer
-from batch.local.ports import free_port, wait_http_ok
+from batch.local.ports import listening_socket, wait_http_ok
 from batch.local.sagemaker.api import LocalSageMaker
 from batch.local.sqs_poller import LambdaHandler, SqsLambdaPoller
 from batch.local.state import state_path, write_state
@@ -59,7 +59,8 @@ class EmbeddedStack:
         self.region = REGION
         self.moto = MotoServer()
         self.sagemaker = LocalSageMaker(region=self.region)
-        self.sagemaker_port = free_port()
+        self._sagemaker_socket = listening_socket()  # the port is held from now on, not only once served
+        self.sagemaker_port = int(self._sagemaker_socket.getsockname()[1])
         self.sagemaker_url = f"http://127.0.0.1:{self.sagemaker_port}"
         self.pollers: list[SqsLambdaPoller] = []
         self._uvicorn: uvicorn.Server | None = None
@@ -151,6 +152,7 @@ class EmbeddedStack:
             self._uvicorn.should_exit = True
         if self._thread is not None:
             self._thread.join(10)
+        self._sagemaker_socket.close()
         self.moto.stop()
         self.state_file.unlink(missing_ok=True)
 
@@ -167,6 +169,8 @@ class EmbeddedStack:
             self.sagemaker.app, host="127.0.0.1", port=self.sagemaker_port, log_level="warning", lifespan="off"
         )
         self._uvicorn = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._uvicorn.run, name="local-sagemaker", daemon=True)
+        self._thread = threading.Thread(
+            target=self._uvicorn.run, args=([self._sagemaker_socket],), name="local-sagemaker", daemon=True
+        )
         self._thread.start()
         wait_http_ok(f"{self.sagemaker_url}/docs", timeout_s=30)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 
 import uvicorn
@@ -44,7 +45,9 @@ def main(argv: list[str] | None = None, *, overrides: dict[str, object] | None =
         server.should_exit = True
 
     app.state.runtime.on_load_failure = stop_on_failure
-    server.run()
+    # The local stack's containers serve on a socket it bound for them (`batch.local.ports`).
+    sockets = None if settings.listen_fd is None else [socket.socket(fileno=settings.listen_fd)]
+    server.run(sockets=sockets)
     return 1 if app.state.runtime.load_error else 0
 
 
