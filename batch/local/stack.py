@@ -51,7 +51,9 @@ class EmbeddedStack:
         model_package_group: str = DEFAULT_MODEL_PACKAGE_GROUP,
     ) -> None:
         """`serve_command`: what every container of this stack runs, as SageMaker runs a model's image
-        (None: `container/serve serve`). `model_package_group`: the stack's group, whose approvals deploy."""
+        (None: `container/serve serve`); it must serve on the inherited socket `POSE_LISTEN_FD` names (its
+        port, SAGEMAKER_BIND_TO_PORT, is held by that socket). `model_package_group`: the stack's group,
+        whose approvals deploy."""
         self.home = home.resolve()
         self.serve_command = serve_command
         self.bucket = bucket

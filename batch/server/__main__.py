@@ -17,6 +17,12 @@ from batch.settings import Settings
 log = logging.getLogger("batch.server")
 
 
+def inherited_sockets(settings: Settings) -> list[socket.socket] | None:
+    """The listening socket the local stack bound for this container (POSE_LISTEN_FD), if any: serve on it
+    rather than binding host:port, which the stack holds for us."""
+    return None if settings.listen_fd is None else [socket.socket(fileno=settings.listen_fd)]
+
+
 def main(argv: list[str] | None = None, *, overrides: dict[str, object] | None = None) -> int:
     """`overrides`: settings fields that `pose-batch serve` options replace (by field name)."""
     args = sys.argv[1:] if argv is None else argv
@@ -45,9 +51,7 @@ def main(argv: list[str] | None = None, *, overrides: dict[str, object] | None =
         server.should_exit = True
 
     app.state.runtime.on_load_failure = stop_on_failure
-    # The local stack's containers serve on a socket it bound for them (`batch.local.ports`).
-    sockets = None if settings.listen_fd is None else [socket.socket(fileno=settings.listen_fd)]
-    server.run(sockets=sockets)
+    server.run(sockets=inherited_sockets(settings))
     return 1 if app.state.runtime.load_error else 0
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import uvicorn
 
+from batch.server.__main__ import inherited_sockets
 from batch.server.app import create_app
 from batch.settings import Settings
 
@@ -76,7 +77,8 @@ def _claim(marker: str) -> bool:
 def main() -> None:
     settings = Settings.from_env()
     app = Observed(create_app(settings), dict(os.environ))
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=False)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info", access_log=False)
+    uvicorn.Server(config).run(sockets=inherited_sockets(settings))
 
 
 if __name__ == "__main__":
