@@ -3,15 +3,17 @@
 Three stages overlap, each on its own thread, so memory stays flat for any length:
 
 - decoding (`FrameSource`, one thread): the next frame is decoded while the earlier ones are posed;
-- posing: frames go to `PoseEngine.predict_rgb`, the same letterbox and dynamic batcher as images, up to
-  `2 x max_batch_size` at once, so that the frames of one video fill batches (and share them with other
-  requests' images); each frame's pixels are held in the engine's pixel budget meanwhile;
+- posing: frames go to `PoseEngine.predict_rgb`, the same letterbox and dynamic batcher as images, handed
+  over `max_batch_size` at a time and up to `2 x max_batch_size` at once, so that the frames of one video
+  fill batches (and share them with other requests' images); each frame's pixels are held in the engine's
+  pixel budget meanwhile;
 - writing (one thread, frames in order): the tracker assigns ids, the frame's line is appended, and the
   annotated frame is drawn and encoded.
 
-At most `window` decoded frames wait for the model and `POST_BACKLOG` for the writer: a one-hour 1080p
-file holds a few dozen frames at any time, never its frames. The JSON Lines are written to a work file as
-they come; the header (which counts what was decoded and posed) is put first at the end, by one streamed copy.
+At most `window` decoded frames wait for the model, `max_batch_size` more to be handed over, and
+`POST_BACKLOG` for the writer: a one-hour 1080p file holds a few dozen frames at any time, never its
+frames. The JSON Lines are written to a work file as they come; the header (which counts what was decoded
+and posed) is put first at the end, by one streamed copy.
 """
 
 from __future__ import annotations
@@ -62,13 +64,20 @@ class _Writer:
     """The in-order stage: track, append the frame's line, draw and encode the annotated frame."""
 
     def __init__(
-        self, lines: IO[str], tracker: PersonTracker | None, mp4_path: Path | None, max_side: int, fps: float | None
+        self,
+        lines: IO[str],
+        tracker: PersonTracker | None,
+        mp4_path: Path | None,
+        max_side: int,
+        fps: float | None,
+        preset: str,
     ) -> None:
         self._lines = lines
         self._tracker = tracker
         self._mp4_path = mp4_path
         self._max_side = max_side
         self._fps = fps
+        self._preset = preset
         self.sink: Mp4Sink | None = None
         self.posed = 0
         self.track_ids: set[int] = set()
@@ -97,7 +106,13 @@ class _Writer:
         if self.sink is None:
             fitted = fitted_size(height, width, self._max_side)
             size = even_size(fitted[1], fitted[0])
-            self.sink = Mp4Sink(self._mp4_path, *size, fps=self._fps, time_base=source.info.time_base)  # type: ignore[arg-type]
+            self.sink = Mp4Sink(
+                self._mp4_path,  # type: ignore[arg-type]
+                *size,
+                fps=self._fps,
+                time_base=source.info.time_base,
+                preset=self._preset,
+            )
         target = (self.sink.width, self.sink.height)
         small = frame.rgb
         if (width, height) != target:
@@ -144,7 +159,9 @@ async def pose_video(
         lines_path = work_dir / "frames.jsonl.part"
         mp4_path = work_dir / "annotated.mp4" if annotate else None
         with lines_path.open("w", encoding="utf-8") as lines:
-            writer = _Writer(lines, tracker, mp4_path, settings.video_annotated_max_side, posed_fps)
+            writer = _Writer(
+                lines, tracker, mp4_path, settings.video_annotated_max_side, posed_fps, settings.video_preset
+            )
             try:
                 await _stream(engine, frames, writer, options, decode_pool, write_pool, started, time_limit_s)
             finally:
@@ -181,6 +198,15 @@ async def _stream(
         while len(writing) > POST_BACKLOG:
             await writing.popleft()
 
+    def pose(group: list[Frame]) -> None:
+        for frame in group:
+            posing.append((frame, asyncio.ensure_future(engine.predict_rgb(frame.rgb, options))))
+        group.clear()
+
+    # Frames reach the batcher a batch's worth at a time, so that they share forwards. One by one, each found
+    # a lane free and ran alone (mean batch 1.04 on 1,000 720p frames, 2 cores; grouped: 3.5-4.5).
+    group_size = engine.max_batch_size
+    group: list[Frame] = []
     upcoming = loop.run_in_executor(decode_pool, next, iterator, None)
     try:
         while True:
@@ -195,9 +221,12 @@ async def _stream(
                     "(frame_stride, fps), split it, or raise the timeout and the limit",
                 )
             upcoming = loop.run_in_executor(decode_pool, next, iterator, None)  # decoded while this one is posed
-            posing.append((frame, asyncio.ensure_future(engine.predict_rgb(frame.rgb, options))))
+            group.append(frame)
+            if len(group) >= group_size:
+                pose(group)
             while len(posing) >= window:
                 await finish_oldest()
+        pose(group)
         while posing:
             await finish_oldest()
         while writing:

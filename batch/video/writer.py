@@ -20,9 +20,11 @@ import numpy as np
 
 CODEC = "libx264"
 PIXEL_FORMAT = "yuv420p"
-# veryfast: about 4x the frames per CPU second of x264's default (medium) for ~10% more bytes; crf 23 is its
-# default quality. bf=0: no frame reordering, so packet timestamps equal the frames' (see above).
-ENCODER_OPTIONS = {"preset": "veryfast", "crf": "23", "bf": "0"}
+# The preset is the caller's (POSE_VIDEO_PRESET; the encoder shares the cores with the model, so the default
+# is a fast one). crf 23 is x264's default quality. bf=0: no frame reordering, so packet timestamps equal the
+# frames' (see above).
+ENCODER_OPTIONS = {"crf": "23", "bf": "0"}
+DEFAULT_PRESET = "ultrafast"
 _MAX_TIMEBASE_DENOMINATOR = 2**31 - 1
 
 
@@ -34,7 +36,16 @@ def even_size(width: int, height: int) -> tuple[int, int]:
 class Mp4Sink:
     """`write(bgr, pts_s)` frame by frame, in order; `close()` (or leaving the `with`) finishes the file."""
 
-    def __init__(self, path: Path, width: int, height: int, *, fps: float | None, time_base: Fraction) -> None:
+    def __init__(
+        self,
+        path: Path,
+        width: int,
+        height: int,
+        *,
+        fps: float | None,
+        time_base: Fraction,
+        preset: str = DEFAULT_PRESET,
+    ) -> None:
         self.path = path
         self.width, self.height = even_size(width, height)
         self.frames = 0
@@ -43,7 +54,9 @@ class Mp4Sink:
         self._time_base = time_base
         self._container: Any = cast(Any, av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"}))
         rate = Fraction(fps).limit_denominator(1001) if fps else Fraction(30)
-        self._stream: Any = cast(Any, self._container.add_stream(CODEC, rate=rate, options=dict(ENCODER_OPTIONS)))
+        self._stream: Any = cast(
+            Any, self._container.add_stream(CODEC, rate=rate, options={**ENCODER_OPTIONS, "preset": preset})
+        )
         self._stream.width, self._stream.height = self.width, self.height
         self._stream.pix_fmt = PIXEL_FORMAT
         self._stream.time_base = time_base

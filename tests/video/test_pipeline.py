@@ -8,10 +8,12 @@ import asyncio
 import io
 import itertools
 from dataclasses import replace
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import av
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -21,6 +23,7 @@ from batch.video.frames import FrameSource
 from batch.video.pipeline import PosedVideo, pose_video
 from batch.video.probe import VideoLimits
 from batch.video.tracking import PersonTracker, TrackerChoice
+from batch.video.writer import Mp4Sink
 from tests.video.clips import Scene, decoded_frames, jsonl, write_clip
 from tests.video.conftest import WALK, WALK_FRAMES, EngineRunner
 
@@ -103,6 +106,20 @@ def test_annotated_mp4_plays_everywhere(walk: Any) -> None:
     assert len(times) == header["frames_posed"] == header["annotated"]["frames"]
     assert duration == pytest.approx(header["duration"], abs=1e-3)  # every frame posed: the source's duration
     assert (header["annotated"]["width"], header["annotated"]["height"]) == (WALK.width, WALK.height)
+
+
+def test_the_encoder_preset_is_the_settings(walk: Any, tmp_path: Path) -> None:
+    """x264 writes its options into the stream: POSE_VIDEO_PRESET's default (ultrafast: subme=0, no CABAC)
+    reached the walk's MP4, and another preset reaches its own file (superfast: subme=1, CABAC)."""
+    posed, _, _ = walk
+    assert posed.annotated is not None
+    default = posed.annotated.read_bytes()
+    assert b"subme=0 " in default and b"cabac=0 " in default
+    with Mp4Sink(tmp_path / "other.mp4", 64, 48, fps=10, time_base=Fraction(1, 10), preset="superfast") as sink:
+        for index in range(3):
+            sink.write(np.full((48, 64, 3), index * 40, np.uint8), index / 10)
+    written = (tmp_path / "other.mp4").read_bytes()
+    assert b"subme=1 " in written and b"cabac=1 " in written
 
 
 def test_botsort_tracks_without_tracking_only_detects(
