@@ -20,11 +20,9 @@ import numpy as np
 
 CODEC = "libx264"
 PIXEL_FORMAT = "yuv420p"
-# The preset is the caller's (POSE_VIDEO_PRESET; the encoder shares the cores with the model, so the default
-# is a fast one). crf 23 is x264's default quality. bf=0: no frame reordering, so packet timestamps equal the
-# frames' (see above).
+# The preset is the caller's (Settings.video_preset, POSE_VIDEO_PRESET). crf 23 is x264's default quality.
+# bf=0: no frame reordering, so packet timestamps equal the frames' (see above).
 ENCODER_OPTIONS = {"crf": "23", "bf": "0"}
-DEFAULT_PRESET = "ultrafast"
 _MAX_TIMEBASE_DENOMINATOR = 2**31 - 1
 
 
@@ -44,7 +42,7 @@ class Mp4Sink:
         *,
         fps: float | None,
         time_base: Fraction,
-        preset: str = DEFAULT_PRESET,
+        preset: str,
     ) -> None:
         self.path = path
         self.width, self.height = even_size(width, height)
